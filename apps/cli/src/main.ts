@@ -1,0 +1,61 @@
+import { Command, CommanderError } from 'commander';
+import { formatReport, runChecks } from './commands/doctor.js';
+import { bringUp, formatTable } from './commands/up.js';
+
+const program = new Command();
+program
+  .name('moltage')
+  .description('Moltage: an AI agent per WeChat user, each in a microVM of their own.')
+  .version('0.1.0')
+  .exitOverride();
+
+program
+  .command('doctor')
+  .description('check this host (Node, Redis, QEMU/Firecracker, /dev/kvm, images, ports) and say what to fix')
+  .action(async () => {
+    const results = await runChecks({ env: process.env });
+    process.stdout.write(`${formatReport(results)}\n`);
+    process.exitCode = results.some((r) => r.status === 'fail') ? 1 : 0;
+  });
+
+program
+  .command('up')
+  .description(
+    'run the whole stack on this machine (demo mode with the simulator unless WECHAT_APPID is set)',
+  )
+  .option(
+    '--data-dir <dir>',
+    'where Redis data, logs and demo secrets live',
+    process.env.MOLTAGE_DATA_DIR ?? './data',
+  )
+  .action(async (opts: { dataDir: string }) => {
+    const out = (line: string) => process.stdout.write(`${line}\n`);
+    const stack = await bringUp({ dataDir: opts.dataDir, env: process.env, out });
+    let stopping = false;
+    const stop = async (code: number) => {
+      if (stopping) return;
+      stopping = true;
+      out('\nstopping…');
+      await stack.supervisor.stopAll();
+      out('stopped.');
+      process.exit(code);
+    };
+    stack.supervisor.onUnexpectedExit = (name, code, log) => {
+      process.stderr.write(`moltage: ${name} exited unexpectedly (code ${code}); see ${log}\n`);
+      void stop(1);
+    };
+    process.on('SIGINT', () => void stop(0));
+    process.on('SIGTERM', () => void stop(0));
+    out(`\nMoltage is up.\n${formatTable(stack.rows)}\n\nPress Ctrl-C to stop everything.`);
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exit(err.exitCode);
+  }
+  const msg = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`moltage: ${msg}\n`);
+  process.exit(1);
+}

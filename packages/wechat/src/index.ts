@@ -1,1 +1,9 @@
-export {};
+export * from './api.js';
+export * from './crypto.js';
+export * from './errors.js';
+export * from './keys.js';
+export * from './message.js';
+export * from './signature.js';
+export * from './split.js';
+export * from './token-cache.js';
+export * from './xml.js';

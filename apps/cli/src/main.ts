@@ -1,3 +1,5 @@
+import { ConfigError } from '@moltage/core';
+import { runSimulator } from '@moltage/simulator';
 import { Command, CommanderError } from 'commander';
 import { formatReport, runChecks } from './commands/doctor.js';
 import { bringUp, formatTable } from './commands/up.js';
@@ -49,13 +51,38 @@ program
     out(`\nMoltage is up.\n${formatTable(stack.rows)}\n\nPress Ctrl-C to stop everything.`);
   });
 
+/**
+ * A service command hands its own options to the service, which parses them together with
+ * the environment (so `moltage sim --help` shows the simulator's own usage).
+ */
+function serviceCommand(name: string, description: string, run: (argv: string[]) => Promise<unknown>) {
+  program
+    .command(name)
+    .description(description)
+    .helpOption(false)
+    .allowUnknownOption(true)
+    .allowExcessArguments(true)
+    .argument('[options...]')
+    .action(async (args: string[]) => {
+      await run(args);
+    });
+}
+
+serviceCommand('sim', 'the WeChat platform simulator and the fake LLM (moltage sim --help)', (argv) =>
+  runSimulator(argv),
+);
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
   if (err instanceof CommanderError) {
     process.exit(err.exitCode);
   }
-  const msg = err instanceof Error ? err.message : String(err);
-  process.stderr.write(`moltage: ${msg}\n`);
+  if (err instanceof ConfigError) {
+    for (const line of err.problems) process.stderr.write(`moltage: ${line}\n`);
+  } else {
+    const msg = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`moltage: ${msg}\n`);
+  }
   process.exit(1);
 }

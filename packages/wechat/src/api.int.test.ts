@@ -217,8 +217,12 @@ describe('WeChatApiClient calls and errors', () => {
     await c.getAccessToken();
     wx.apiReplies.push({ json: { errcode, errmsg: 'token problem' } });
     await c.sendText('u', 'hello');
-    expect(wx.tokenRequests()).toHaveLength(2);
-    expect((wx.tokenRequests()[1]!.body as { force_refresh: boolean }).force_refresh).toBe(true);
+    // A plain stable_token request first (WeChat still hands out the same token), then a forced one.
+    expect(wx.tokenRequests().map((r) => (r.body as { force_refresh: boolean }).force_refresh)).toEqual([
+      false,
+      false,
+      true,
+    ]);
     const sends = wx.apiRequests();
     expect(sends).toHaveLength(2);
     expect(sends[0]!.query['access_token']).toMatch(/^ACCESS_TOKEN_1_/);
@@ -233,7 +237,8 @@ describe('WeChatApiClient calls and errors', () => {
     expect(err).toBeInstanceOf(WeChatApiError);
     expect((err as WeChatApiError).errcode).toBe(42001);
     expect(wx.apiRequests()).toHaveLength(2);
-    expect(wx.tokenRequests()).toHaveLength(2);
+    // first token, then the plain request that returns the same one, then the forced refresh
+    expect(wx.tokenRequests()).toHaveLength(3);
     expectNoSecrets(err);
   });
 

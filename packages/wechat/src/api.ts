@@ -88,7 +88,7 @@ export class WeChatApiClient {
   async getAccessToken(opts: { forceRefresh?: boolean } = {}): Promise<string> {
     if (!opts.forceRefresh) return this.#obtain(null);
     const current = (await this.#readCache()) ?? this.#local;
-    return this.#obtain(current?.token ?? '');
+    return this.#obtain(current?.token ?? '', true);
   }
 
   /**
@@ -174,7 +174,7 @@ export class WeChatApiClient {
    * `rejected === null`: any fresh token will do. Otherwise the caller needs a token other than
    * `rejected` (it was refused, or a forced refresh was asked for).
    */
-  async #obtain(rejected: string | null): Promise<string> {
+  async #obtain(rejected: string | null, force = false): Promise<string> {
     const acceptable = (t: CachedToken | null): t is CachedToken =>
       rejected === null ? this.#fresh(t) : t !== null && t.token !== rejected && this.#usable(t);
 
@@ -189,7 +189,7 @@ export class WeChatApiClient {
       const token = await running;
       if (token !== rejected) return token;
     }
-    const flight = this.#refresh(rejected, acceptable);
+    const flight = this.#refresh(rejected, acceptable, force);
     this.#inflight = flight;
     try {
       return await flight;
@@ -201,12 +201,19 @@ export class WeChatApiClient {
   async #refresh(
     rejected: string | null,
     acceptable: (t: CachedToken | null) => t is CachedToken,
+    force: boolean,
   ): Promise<string> {
     const underLock = async (): Promise<string> => {
       // Another process may have refreshed while we waited for the lock.
       const cached = await this.#readCache();
       if (acceptable(cached)) return cached.token;
-      const fetched = await this.#fetchToken(rejected !== null);
+      // After a rejection a plain request already returns a new token once WeChat dropped the old
+      // one; force a refresh only when it hands back the rejected token (forced refreshes are
+      // rate-limited: WeChat answers 45011 to a second one within 30 s).
+      let fetched = await this.#fetchToken(force);
+      if (rejected !== null && fetched.token === rejected && this.#mode === 'stable') {
+        fetched = await this.#fetchToken(true);
+      }
       this.#local = fetched;
       try {
         await this.#cache.set(this.appId, fetched);

@@ -103,6 +103,20 @@ export class FakeWeChat {
       const b = (body ?? {}) as Record<string, unknown>;
       if (b['grant_type'] !== 'client_credential')
         return this.#json(res, { errcode: 40002, errmsg: 'invalid grant_type' });
+      // Like WeChat: the current token comes back while it has more than 5 minutes to live,
+      // unless force_refresh.
+      const current = this.#current;
+      if (
+        b['force_refresh'] !== true &&
+        current &&
+        this.valid.has(current) &&
+        this.#currentExpiresAt - Date.now() > 300_000
+      ) {
+        if (b['appid'] === this.appId && b['secret'] === this.secret) {
+          const left = Math.floor((this.#currentExpiresAt - Date.now()) / 1000);
+          return this.#json(res, { access_token: current, expires_in: left });
+        }
+      }
       return this.#issue(res, b['appid'], b['secret']);
     }
     if (url.pathname === '/cgi-bin/token' && req.method === 'GET') {
@@ -125,6 +139,9 @@ export class FakeWeChat {
     res.end('not found');
   }
 
+  #current: string | null = null;
+  #currentExpiresAt = 0;
+
   #issue(res: ServerResponse, appId: unknown, secret: unknown): void {
     if (appId !== this.appId) {
       this.#json(res, { errcode: 40013, errmsg: 'invalid appid' });
@@ -137,6 +154,8 @@ export class FakeWeChat {
     this.#issued++;
     const token = `ACCESS_TOKEN_${this.#issued}_${'x'.repeat(20)}`;
     this.valid.add(token);
+    this.#current = token;
+    this.#currentExpiresAt = Date.now() + this.expiresInS * 1000;
     this.#json(res, { access_token: token, expires_in: this.expiresInS });
   }
 

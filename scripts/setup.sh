@@ -52,5 +52,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$hash" ]; then
   echo "$hash" >"$stamp"
 fi
 
+# OpenClaw (pinned) and the Node 24 it needs, outside the root lockfile: the plugin builds
+# against it, its tests run it, and the agent guest image ships it.
+packages/openclaw-plugin/scripts/install-runtime.sh
+
 echo "moltage setup: building TypeScript"
 npx tsc -b

@@ -88,6 +88,12 @@ describe('last user text', () => {
       ]),
     ).toBe('b\nc');
     expect(lastUserTextOfChat([{ role: 'system', content: 's' }])).toBeNull();
+    expect(
+      lastUserTextOfChat([
+        { role: 'user', content: '你好 [[fake:fixed=hi]]' },
+        { role: 'user', content: '<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>\nruntime facts' },
+      ]),
+    ).toBe('你好 [[fake:fixed=hi]]');
     expect(lastUserTextOfChat('nope')).toBeNull();
   });
 

@@ -187,10 +187,18 @@ export function lastUserTextOfChat(messages: unknown): string | null {
   if (!Array.isArray(messages)) return null;
   for (let i = messages.length - 1; i >= 0; i--) {
     const m = messages[i] as Record<string, unknown> | null;
-    if (m && typeof m === 'object' && m['role'] === 'user') return partsText(m['content']) ?? '';
+    if (!m || typeof m !== 'object' || m['role'] !== 'user') continue;
+    const text = partsText(m['content']) ?? '';
+    // OpenClaw appends its own internal context as a trailing user message; the person's words
+    // (and any [[fake:…]] directives in them) are in the user message before it.
+    if (text.startsWith(AGENT_INTERNAL_CONTEXT_MARKER)) continue;
+    return text;
   }
   return null;
 }
+
+/** How OpenClaw starts the user message it adds with its own context. */
+export const AGENT_INTERNAL_CONTEXT_MARKER = '<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>';
 
 /** Text of the last user input of a Responses API `input` (a string, or a list of items). */
 export function lastUserTextOfResponsesInput(input: unknown): string | null {

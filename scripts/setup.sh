@@ -18,6 +18,8 @@ declare -A NEED=(
   [ip]=iproute2
   [nft]=nftables
   [zstd]=zstd
+  [lz4]=lz4
+  [curl]=curl
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -41,6 +43,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
   rm -f /usr/sbin/policy-rc.d
   trap - EXIT
+fi
+
+# The image builder asks apt for the guest's packages (apt-get download): it needs an index.
+if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e '^lock$' -e '^partial$' -e '^auxfiles$')" ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "moltage setup: apt-get update (no package index yet)"
+    apt-get update -qq
+  fi
 fi
 
 # npm packages, pinned by package-lock.json.

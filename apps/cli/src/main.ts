@@ -1,4 +1,5 @@
 import { ConfigError } from '@moltage/core';
+import { buildImage, runOrchestrator } from '@moltage/orchestrator';
 import { runSimulator } from '@moltage/simulator';
 import { Command, CommanderError } from 'commander';
 import { formatReport, runChecks } from './commands/doctor.js';
@@ -51,6 +52,26 @@ program
     out(`\nMoltage is up.\n${formatTable(stack.rows)}\n\nPress Ctrl-C to stop everything.`);
   });
 
+/** First SIGTERM/SIGINT: close the service and exit 0 (1 if closing failed); a second: exit at once. */
+function onShutdown(close: () => Promise<void>) {
+  let closing = false;
+  const handler = (signal: NodeJS.Signals) => {
+    if (closing) process.exit(signal === 'SIGINT' ? 130 : 143);
+    closing = true;
+    close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(
+          `moltage: shutdown failed: ${err instanceof Error ? err.message : String(err)}\n`,
+        );
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', handler);
+  process.on('SIGINT', handler);
+}
+
 /**
  * A service command hands its own options to the service, which parses them together with
  * the environment (so `moltage sim --help` shows the simulator's own usage).
@@ -67,6 +88,31 @@ function serviceCommand(name: string, description: string, run: (argv: string[])
       await run(args);
     });
 }
+
+const image = program.command('image').description('guest images for the VMs');
+image
+  .command('build')
+  .description('build the guest image into VM_IMAGE_DIR (reuses a cached build whose inputs did not change)')
+  .option('--tiny', 'the small test image (busybox + dropbear, no agent) instead of the agent image')
+  .option('--force', 'rebuild even when the cached build is up to date')
+  .option('--image-dir <dir>', 'where images live', process.env.VM_IMAGE_DIR ?? '/var/lib/moltage/images')
+  .action(async (opts: { tiny?: boolean; force?: boolean; imageDir: string }) => {
+    const started = Date.now();
+    const built = await buildImage({
+      kind: (opts.tiny ? 'tiny' : 'agent') as Parameters<typeof buildImage>[0]['kind'],
+      imageDir: opts.imageDir,
+      force: opts.force ?? false,
+      onProgress: (p) =>
+        process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s] ${p.message}\n`),
+    });
+    process.stdout.write(`${built.cached ? 'cached' : 'built'}: ${built.dir}\n`);
+  });
+
+serviceCommand('orchestrator', 'the VM orchestrator service, configured from the environment', async () => {
+  const orch = await runOrchestrator();
+  orch.app.log.info({ url: orch.url }, 'orchestrator listening');
+  onShutdown(() => orch.close());
+});
 
 serviceCommand('sim', 'the WeChat platform simulator and the fake LLM (moltage sim --help)', (argv) =>
   runSimulator(argv),

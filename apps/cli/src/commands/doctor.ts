@@ -270,7 +270,7 @@ export async function runChecks(opts: DoctorOptions): Promise<CheckResult[]> {
 
 /** The qemu driver caches its KVM probe result; null when no probe has run yet. */
 function readKvmProbe(env: NodeJS.ProcessEnv): boolean | null {
-  const file = join(env.VM_DATA_DIR ?? '/var/lib/firecracker/vms', 'kvm-probe.json');
+  const file = join(env.VM_DATA_DIR ?? '/var/lib/firecracker/vms', '.kvm-probe.json');
   try {
     const parsed = JSON.parse(readFileSync(file, 'utf8')) as { usable?: boolean };
     return typeof parsed.usable === 'boolean' ? parsed.usable : null;

@@ -16,10 +16,24 @@ export type VmNetwork =
       prefixLen: number;
     }
   | {
-      /** QEMU user-mode networking; guest ports forwarded to 127.0.0.1 on the host. */
+      /**
+       * QEMU user-mode networking; guest ports forwarded to 127.0.0.1 on the host. The guest
+       * gets `ip` inside a private user-mode net where the host answers on `gatewayIp`.
+       */
       mode: 'user';
       sshHostPort: number;
       agentHostPort: number;
+      mac: string;
+      ip: string;
+      gatewayIp: string;
+      prefixLen: number;
+      /** Network address of the user-mode net (e.g. 10.0.1.0). */
+      netAddress: string;
+      /** Address of the user-mode DNS forwarder (must not be a pool address). */
+      dnsIp: string;
+      /** Guest ports to forward (ssh, agent). */
+      sshGuestPort: number;
+      agentGuestPort: number;
     };
 
 export interface VmSpec {

@@ -1,0 +1,92 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { findProcesses, waitForExit } from '../adapters/process.js';
+import { bannerAnswers } from '../adapters/readiness.js';
+import { type BuiltImage, buildImage } from '../images/build-image.js';
+
+const exec = promisify(execFile);
+
+/** Where tests cache the tiny image (built once per machine, reused while inputs match). */
+export const TEST_IMAGE_DIR = process.env.MOLTAGE_TEST_IMAGE_DIR ?? '/var/tmp/moltage-test-images';
+
+export function tinyImage(): Promise<BuiltImage> {
+  return buildImage({ kind: 'tiny', imageDir: TEST_IMAGE_DIR });
+}
+
+export interface Sandbox {
+  dir: string;
+  dataDir: string;
+  socketDir: string;
+  keyPath: string;
+  pubKeyPath: string;
+  /** Kills every VM process started under this sandbox and removes its files. */
+  cleanup(): Promise<void>;
+}
+
+export async function sandbox(): Promise<Sandbox> {
+  const dir = await mkdtemp(join(tmpdir(), 'moltage-orch-'));
+  const keyPath = join(dir, 'id_ed25519');
+  await exec('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'moltage-test', '-f', keyPath]);
+  const socketDir = join(dir, 'sock');
+  return {
+    dir,
+    dataDir: join(dir, 'vms'),
+    socketDir,
+    keyPath,
+    pubKeyPath: `${keyPath}.pub`,
+    async cleanup() {
+      await killVms(socketDir);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** VM processes whose command line lives under `socketDir`. */
+export async function vmProcesses(socketDir: string) {
+  return (await findProcesses(`${socketDir}/vm-`)).filter((p) => p.args[0]?.includes('qemu'));
+}
+
+export async function killVms(socketDir: string): Promise<void> {
+  for (const p of await vmProcesses(socketDir)) {
+    try {
+      process.kill(p.pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+    await waitForExit(p.pid, 5000);
+  }
+}
+
+export function sshBanner(port: number): Promise<boolean> {
+  return bannerAnswers('127.0.0.1', port, 'SSH-');
+}
+
+/** Runs a command in the guest as `user` through the forwarded port with real OpenSSH. */
+export async function sshRun(port: number, keyPath: string, command: string): Promise<string> {
+  const { stdout } = await exec(
+    'ssh',
+    [
+      '-i',
+      keyPath,
+      '-p',
+      String(port),
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'StrictHostKeyChecking=no',
+      '-o',
+      'UserKnownHostsFile=/dev/null',
+      '-o',
+      'LogLevel=ERROR',
+      '-o',
+      'ConnectTimeout=10',
+      'user@127.0.0.1',
+      command,
+    ],
+    { timeout: 30_000 },
+  );
+  return stdout;
+}

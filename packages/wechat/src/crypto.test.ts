@@ -1,18 +1,9 @@
 import { createCipheriv } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { decodeAesKey, isValidEncodingAesKey, WXBizMsgCrypt } from './crypto.js';
+import { codeOf } from './error-code.test-helper.js';
 import { WeChatError } from './errors.js';
 import { parseXml } from './xml.js';
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(WeChatError);
-    return (err as WeChatError).code;
-  }
-  throw new Error('expected a WeChatError, nothing was thrown');
-}
 
 // Vector 1 — Tencent's official WXBizMsgCrypt sample (Python `Sample.py`, shipped with the
 // official "消息加解密" download; copy read at charlesXu86/Chatbot_CN Chatbot_Web/impl/weixin/Sample.py).

@@ -1,18 +1,7 @@
+import { seededRandom } from '@moltage/testkit';
 import { describe, expect, it } from 'vitest';
 import { WeChatError } from './errors.js';
 import { MAX_TEXT_BYTES, splitReply, utf8ByteLength } from './split.js';
-
-/** Deterministic PRNG (mulberry32) so a failing random case can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const WS = /\s/;
 
@@ -142,7 +131,7 @@ describe('splitReply', () => {
   });
 
   it('holds the contract over many random strings', () => {
-    const rand = rng(2048);
+    const rand = seededRandom(2048);
     const pieces = [
       'a',
       'b',

@@ -1,29 +1,9 @@
 import { randomBytes } from 'node:crypto';
+import { seededRandom } from '@moltage/testkit';
 import { describe, expect, it } from 'vitest';
+import { codeOf } from './error-code.test-helper.js';
 import { WeChatError } from './errors.js';
 import { buildXml, parseXml } from './xml.js';
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(WeChatError);
-    return (err as WeChatError).code;
-  }
-  throw new Error('expected a WeChatError, nothing was thrown');
-}
-
-/** Deterministic PRNG (mulberry32) so a failing random case can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('parseXml', () => {
   it('reads CDATA and plain text children of <xml>', () => {
@@ -117,7 +97,7 @@ describe('parseXml', () => {
   });
 
   it('random bytes, random mutations and truncations never throw anything but WeChatError', () => {
-    const rand = rng(0x5eed);
+    const rand = seededRandom(0x5eed);
     const base =
       '<xml><ToUserName><![CDATA[toUser]]></ToUserName><CreateTime>1348831860</CreateTime><Content><![CDATA[你好 &]]></Content><E>&lt;&#20013;</E></xml>';
     const alphabet = '<>/![]&;#x?=-"\' CDATAxml\u0000\ufffd中😀';
@@ -182,7 +162,7 @@ describe('buildXml', () => {
   });
 
   it('round-trips random strings', () => {
-    const rand = rng(42);
+    const rand = seededRandom(42);
     const alphabet = [']', ']', '>', '<', '&', '!', '[', 'C', 'a', ' ', '\n', '中', '😀', ';', '"'];
     for (let i = 0; i < 2000; i++) {
       let s = '';

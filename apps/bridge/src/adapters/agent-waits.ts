@@ -1,0 +1,100 @@
+import type { Redis } from 'ioredis';
+import { keys } from '../keys.js';
+import { LuaScript } from './lua.js';
+
+/** A message handed to an agent whose reply has not come yet. */
+export interface Wait {
+  receivedAt: number;
+  deadline: number;
+}
+
+const CLEAR = new LuaScript(`
+-- KEYS: waits, due ; ARGV: openid, eid ('' = all)
+local out = {}
+if ARGV[2] ~= '' then
+  local v = redis.call('HGET', KEYS[1], ARGV[2])
+  if v then
+    table.insert(out, v)
+    redis.call('HDEL', KEYS[1], ARGV[2])
+    redis.call('ZREM', KEYS[2], ARGV[1] .. '\\t' .. ARGV[2])
+  end
+  return out
+end
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  table.insert(out, all[i + 1])
+  redis.call('ZREM', KEYS[2], ARGV[1] .. '\\t' .. all[i])
+end
+redis.call('DEL', KEYS[1])
+return out
+`);
+
+const EXPIRE_ONE = new LuaScript(`
+-- KEYS: due, waits, inbox, ready, depth ; ARGV: member, wait eid, openid, notice eid, data, at
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('XADD', KEYS[3], '*', 'eid', ARGV[4], 'kind', 'notice', 'data', ARGV[5], 'at', ARGV[6])
+redis.call('XADD', KEYS[4], '*', 'u', ARGV[3])
+redis.call('INCR', KEYS[5])
+return 1
+`);
+
+/**
+ * Messages waiting for an agent's reply: `waits:<openid>` (hash eid → JSON) and `waits:due`
+ * (sorted set by deadline). A reply clears the wait; a wait past its deadline becomes a
+ * "timed out" notice in the user's inbox (exactly once, whichever process sweeps first).
+ */
+export class AgentWaits {
+  constructor(private readonly redis: Redis) {}
+
+  async add(openid: string, eid: string, wait: Wait): Promise<void> {
+    await this.redis
+      .multi()
+      .hset(keys.waits(openid), eid, JSON.stringify(wait))
+      .zadd(keys.waitsDue(), wait.deadline, `${openid}\t${eid}`)
+      .exec();
+  }
+
+  /** Clears one wait (or all of the user's when `eid` is absent); returns what was cleared. */
+  async clear(openid: string, eid?: string): Promise<Wait[]> {
+    const res = (await CLEAR.run(
+      this.redis,
+      [keys.waits(openid), keys.waitsDue()],
+      [openid, eid ?? ''],
+    )) as string[];
+    return res.map((s) => JSON.parse(s) as Wait);
+  }
+
+  async count(openid: string): Promise<number> {
+    return this.redis.hlen(keys.waits(openid));
+  }
+
+  /** Turns waits past their deadline into timeout notices; returns how many. */
+  async sweep(now: number, limit = 50): Promise<number> {
+    const due = await this.redis.zrangebyscore(keys.waitsDue(), '-inf', now, 'LIMIT', 0, limit);
+    let n = 0;
+    for (const member of due) {
+      const tab = member.indexOf('\t');
+      if (tab < 0) {
+        await this.redis.zrem(keys.waitsDue(), member);
+        continue;
+      }
+      const openid = member.slice(0, tab);
+      const eid = member.slice(tab + 1);
+      const res = await EXPIRE_ONE.run(
+        this.redis,
+        [keys.waitsDue(), keys.waits(openid), keys.inbox(openid), keys.ready(), keys.depth()],
+        [
+          member,
+          eid,
+          openid,
+          `timeout:${eid}`,
+          JSON.stringify({ code: 'agent_timeout', messageId: eid }),
+          now,
+        ],
+      );
+      if (res === 1) n++;
+    }
+    return n;
+  }
+}

@@ -1,0 +1,102 @@
+import type { Redis } from 'ioredis';
+import { keys } from '../keys.js';
+import { LuaScript } from './lua.js';
+import type { AttemptCounter } from './queue-worker.js';
+
+/** A ledger lives as long as WeChat lets us answer a message (48 h) plus a margin. */
+export const LEDGER_TTL_S = 50 * 3600;
+const QUOTA_TTL_S = 48 * 3600;
+
+const RESERVE = new LuaScript(`
+-- KEYS: ledger, quota ; ARGV: field, needed, budget, quotaTtlS, ledgerTtlS
+local prev = redis.call('HGET', KEYS[1], ARGV[1])
+if prev then return tonumber(prev) end
+local used = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+local avail = tonumber(ARGV[3]) - used
+if avail < 0 then avail = 0 end
+local n = tonumber(ARGV[2])
+if n > avail then n = avail end
+if n > 0 then
+  if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('INCRBY', KEYS[2], n)
+  else redis.call('SET', KEYS[2], n, 'EX', ARGV[4]) end
+end
+redis.call('HSET', KEYS[1], ARGV[1], n)
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return n
+`);
+
+const SET_NX = new LuaScript(`
+-- KEYS: ledger ; ARGV: field, value, ttlS
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+return redis.call('HGET', KEYS[1], ARGV[1])
+`);
+
+/**
+ * Per-entry processing state in `ledger:<entry id>` (a hash): attempts, the decided answer or
+ * reply plan, whether the message was dispatched, and the state of every customer-service
+ * message (`sending`, `sent`, `failed:<errcode>`, `skipped`). A message marked `sent` is never
+ * sent again, by any process, after any crash. Also keeps the user's customer-service budget in
+ * `quota:<openid>`.
+ */
+export class SendLedger implements AttemptCounter {
+  constructor(
+    private readonly redis: Redis,
+    readonly budget = 5,
+  ) {}
+
+  async attempt(eid: string): Promise<number> {
+    const key = keys.ledger(eid);
+    const [[, n]] = (await this.redis
+      .multi()
+      .hincrby(key, 'attempts', 1)
+      .expire(key, LEDGER_TTL_S)
+      .exec()) as [[Error | null, number]];
+    return Number(n);
+  }
+
+  async unattempt(eid: string): Promise<void> {
+    await this.redis.hincrby(keys.ledger(eid), 'attempts', -1);
+  }
+
+  async get(eid: string, field: string): Promise<string | null> {
+    return this.redis.hget(keys.ledger(eid), field);
+  }
+
+  async set(eid: string, field: string, value: string): Promise<void> {
+    const key = keys.ledger(eid);
+    await this.redis.multi().hset(key, field, value).expire(key, LEDGER_TTL_S).exec();
+  }
+
+  async del(eid: string, ...fields: string[]): Promise<void> {
+    if (fields.length) await this.redis.hdel(keys.ledger(eid), ...fields);
+  }
+
+  /** Stores `value` unless the field exists; returns the stored value either way. */
+  async setOnce(eid: string, field: string, value: string): Promise<string> {
+    return String(await SET_NX.run(this.redis, [keys.ledger(eid)], [field, value, LEDGER_TTL_S]));
+  }
+
+  /**
+   * Reserves up to `needed` messages of the user's budget for `eid` (once: a repeated call
+   * returns the first reservation). Returns how many may be sent.
+   */
+  async reserve(openid: string, eid: string, field: string, needed: number): Promise<number> {
+    const n = await RESERVE.run(
+      this.redis,
+      [keys.ledger(eid), keys.quota(openid)],
+      [`reserved:${field}`, needed, this.budget, QUOTA_TTL_S, LEDGER_TTL_S],
+    );
+    return Number(n);
+  }
+
+  /** Messages the user's current window still allows. */
+  async remaining(openid: string): Promise<number> {
+    const used = Number((await this.redis.get(keys.quota(openid))) ?? 0);
+    return Math.max(0, this.budget - used);
+  }
+
+  /** WeChat said the budget is used up (45047) or the window closed (45015). */
+  async exhaust(openid: string): Promise<void> {
+    await this.redis.set(keys.quota(openid), this.budget, 'EX', QUOTA_TTL_S);
+  }
+}

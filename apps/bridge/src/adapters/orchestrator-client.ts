@@ -1,0 +1,92 @@
+import type { Orchestrator, VmRecord } from '../domain/ports.js';
+import { BridgeError } from '../errors.js';
+
+/** HTTP client of the orchestrator API (DESIGN.md → Orchestrator API), with a bearer token when set. */
+export class OrchestratorClient implements Orchestrator {
+  constructor(
+    private readonly baseUrl: string,
+    private readonly token: string | undefined,
+    private readonly timeoutMs = 15_000,
+  ) {}
+
+  async ensure(
+    openid: string,
+    callback: { url: string; token: string },
+    signal?: AbortSignal,
+  ): Promise<VmRecord> {
+    const rec = await this.#call('POST', '/api/v1/vms', signal, {
+      user_id: openid,
+      callback_url: callback.url,
+      callback_token: callback.token,
+    });
+    if (!rec) throw new BridgeError('BRIDGE_ORCH_UNAVAILABLE', 'orchestrator returned no VM record');
+    return rec;
+  }
+
+  async get(openid: string, signal?: AbortSignal): Promise<VmRecord | null> {
+    return this.#call('GET', `/api/v1/vms/${encodeURIComponent(openid)}`, signal);
+  }
+
+  async touch(openid: string): Promise<void> {
+    await this.#call('POST', `/api/v1/vms/${encodeURIComponent(openid)}/touch`);
+  }
+
+  async stop(openid: string, signal?: AbortSignal): Promise<void> {
+    await this.#call('DELETE', `/api/v1/vms/${encodeURIComponent(openid)}`, signal);
+  }
+
+  async #call(method: string, path: string, signal?: AbortSignal, body?: unknown): Promise<VmRecord | null> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (this.token) headers['authorization'] = `Bearer ${this.token}`;
+    const timeout = AbortSignal.timeout(this.timeoutMs);
+    let res: Response;
+    try {
+      res = await fetch(`${this.baseUrl}${path}`, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+      });
+    } catch (err) {
+      if (signal?.aborted) throw new BridgeError('BRIDGE_ABORTED', 'shutting down', { cause: err });
+      throw new BridgeError(
+        'BRIDGE_ORCH_UNAVAILABLE',
+        `orchestrator ${method} ${path} failed: ${errText(err)}`,
+        {
+          cause: err,
+        },
+      );
+    }
+    const text = await res.text();
+    if (res.status === 404 && method !== 'POST') return null;
+    if (!res.ok) {
+      throw new BridgeError(
+        'BRIDGE_ORCH_UNAVAILABLE',
+        `orchestrator ${method} ${path} answered ${res.status}: ${text.slice(0, 200)}`,
+      );
+    }
+    if (text.trim() === '') return null;
+    try {
+      const parsed = JSON.parse(text) as unknown;
+      return isRecord(parsed) ? (parsed as unknown as VmRecord) : null;
+    } catch (err) {
+      throw new BridgeError('BRIDGE_ORCH_UNAVAILABLE', `orchestrator ${method} ${path} sent invalid JSON`, {
+        cause: err,
+      });
+    }
+  }
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+export function errText(err: unknown): string {
+  if (err instanceof Error) {
+    const cause = (err as { cause?: unknown }).cause;
+    const code = (cause as { code?: string } | undefined)?.code;
+    return code ? `${err.message} (${code})` : err.message;
+  }
+  return String(err);
+}

@@ -1,0 +1,37 @@
+/**
+ * Every Redis key the bridge reads or writes, built in one place. Names follow `<area>:<id>`.
+ * apps/bridge/README.md (Operations → Redis keys) documents each one; keep both in step.
+ */
+export const keys = {
+  /** JSON string: the user (binding, SSH public keys, callback token, times). Shared with the SSH gateway. */
+  user: (openid: string) => `user:${openid}`,
+  /** The orchestrator's VM record (read-only for the bridge). */
+  vm: (openid: string) => `vm:${openid}`,
+  /** `SET NX EX`: one WeChat push (MsgId, or FromUserName:CreateTime:Event) was queued already. */
+  dedup: (pushKey: string) => `dedup:${pushKey}`,
+  /** Stream: the user's pending work (pushes, agent replies, notices), oldest first. */
+  inbox: (openid: string) => `inbox:${openid}`,
+  /** Stream with consumer group {@link CONSUMER_GROUP}: "user X has work" notifications. */
+  ready: () => 'queue:ready',
+  /** Counter: entries in all inboxes (queue depth). */
+  depth: () => 'queue:depth',
+  /** String with PX: the worker that currently drains a user's inbox (one at a time per user). */
+  lease: (openid: string) => `lease:${openid}`,
+  /** Hash: per-entry processing state (attempts, answer, dispatch, each part sent). */
+  ledger: (entryId: string) => `ledger:${entryId}`,
+  /** Integer with EX 48 h: customer-service messages used since the user's last action. */
+  quota: (openid: string) => `quota:${openid}`,
+  /** Hash: messages dispatched to the agent and not answered yet (entry id → JSON). */
+  waits: (openid: string) => `waits:${openid}`,
+  /** Sorted set: `<openid>\t<entry id>` scored by the reply deadline (ms). */
+  waitsDue: () => 'waits:due',
+  /** String: sha256(callback token) → JSON {openid, kind}. */
+  callbackToken: (tokenSha256Hex: string) => `cbtoken:${tokenSha256Hex}`,
+  /** JSON string with EX: the hashed one-time SSH password. Consumed by the SSH gateway. */
+  sshOtp: (openid: string) => `sshotp:${openid}`,
+  /** JSON string with EX: a long reply shown at `GET /r/<id>`. */
+  page: (id: string) => `page:${id}`,
+} as const;
+
+/** The consumer group of {@link keys.ready}. */
+export const CONSUMER_GROUP = 'bridge';

@@ -20,6 +20,7 @@ declare -A NEED=(
   [zstd]=zstd
   [lz4]=lz4
   [curl]=curl
+  [systemd-analyze]=systemd
 )
 missing=()
 for cmd in "${!NEED[@]}"; do

@@ -1,6 +1,8 @@
+import { runBridge } from '@moltage/bridge';
 import { ConfigError } from '@moltage/core';
 import { buildImage, runOrchestrator } from '@moltage/orchestrator';
 import { runSimulator } from '@moltage/simulator';
+import { ensureGatewayKeys, runSshGateway } from '@moltage/ssh-gateway';
 import { Command, CommanderError } from 'commander';
 import { formatReport, runChecks } from './commands/doctor.js';
 import { bringUp, formatTable } from './commands/up.js';
@@ -33,7 +35,21 @@ program
   )
   .action(async (opts: { dataDir: string }) => {
     const out = (line: string) => process.stdout.write(`${line}\n`);
-    const stack = await bringUp({ dataDir: opts.dataDir, env: process.env, out });
+    const stack = await bringUp({
+      dataDir: opts.dataDir,
+      env: process.env,
+      out,
+      buildImage: async (kind, imageDir) => {
+        const started = Date.now();
+        await buildImage({
+          kind: kind as Parameters<typeof buildImage>[0]['kind'],
+          imageDir,
+          onProgress: (p) =>
+            out(`  [${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s] ${p.message}`),
+        });
+      },
+      ensureGatewayKeys: async (hostKeyPath) => (await ensureGatewayKeys(hostKeyPath)).upstream.path + '.pub',
+    });
     let stopping = false;
     const stop = async (code: number) => {
       if (stopping) return;
@@ -108,11 +124,24 @@ image
     process.stdout.write(`${built.cached ? 'cached' : 'built'}: ${built.dir}\n`);
   });
 
+serviceCommand('bridge', 'the WeChat bridge service, configured from the environment', async () => {
+  await runBridge();
+});
+
 serviceCommand('orchestrator', 'the VM orchestrator service, configured from the environment', async () => {
   const orch = await runOrchestrator();
   orch.app.log.info({ url: orch.url }, 'orchestrator listening');
   onShutdown(() => orch.close());
 });
+
+serviceCommand(
+  'ssh-gateway',
+  'the SSH gateway (ssh -p 2222 <openid>@host), configured from the environment',
+  async () => {
+    const gw = await runSshGateway();
+    onShutdown(() => gw.close());
+  },
+);
 
 serviceCommand('sim', 'the WeChat platform simulator and the fake LLM (moltage sim --help)', (argv) =>
   runSimulator(argv),

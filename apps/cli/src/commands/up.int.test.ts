@@ -1,10 +1,16 @@
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type ChildService, freePort, spawnService } from '@moltage/testkit';
 import { afterEach, describe, expect, it } from 'vitest';
 
 const BIN = resolve(import.meta.dirname, '../../../../bin/moltage.js');
+// The tiny test image (no agent) keeps this test fast; the agent image has its own end-to-end test.
+const TINY = {
+  VM_IMAGE: 'tiny',
+  VM_IMAGE_DIR: process.env.MOLTAGE_TEST_IMAGE_DIR ?? '/var/tmp/moltage-test-images',
+};
 
 function alive(pid: number): boolean {
   try {
@@ -23,19 +29,37 @@ describe('moltage up (demo mode)', () => {
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
-  it('starts Redis and the simulator, prints where they are, and Ctrl-C stops everything', async () => {
+  it('starts every service, prints where they are, and Ctrl-C stops everything', async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'moltage-up-'));
     const simPort = await freePort();
-    const env = { ...process.env, SIM_PORT: String(simPort), LOG_LEVEL: 'warn' };
+    const env = { ...process.env, ...TINY, SIM_PORT: String(simPort), LOG_LEVEL: 'warn' };
     delete env.REDIS_URL;
     delete env.WECHAT_APPID;
     up = spawnService(process.execPath, [BIN, 'up', '--data-dir', dataDir], { env });
-    await up.waitForOutput(/Press Ctrl-C/, 30_000);
+    await up.waitForOutput(/Press Ctrl-C/, 120_000);
     const out = up.output();
     const chat = out.match(/Chat page \(simulated WeChat\)\s+(http:\/\/\S+)/)?.[1];
     expect(chat).toBe(`http://127.0.0.1:${simPort}/`);
     const redisUrl = out.match(/Redis\s+(redis:\/\/\S+)/)?.[1];
     expect(redisUrl).toBeDefined();
+    const bridge = out.match(/Bridge\s+(http:\/\/\S+)/)?.[1];
+    const orch = out.match(/Orchestrator API\s+(http:\/\/\S+)/)?.[1];
+    const sshLine = out.match(/ssh -p (\d+) <openid>@127\.0\.0\.1/);
+    expect(sshLine).not.toBeNull();
+
+    // Each service answers: bridge and orchestrator health, the gateway's SSH banner.
+    expect((await fetch(`${bridge}/health`)).status).toBe(200);
+    const health = (await (await fetch(`${orch}/health`)).json()) as { driver: string | null };
+    expect(health.driver).toBe('qemu');
+    const banner = await new Promise<string>((res, rej) => {
+      const s = createConnection({ host: '127.0.0.1', port: Number(sshLine![1]) });
+      s.once('data', (d) => {
+        s.destroy();
+        res(d.toString());
+      });
+      s.once('error', rej);
+    });
+    expect(banner).toMatch(/^SSH-2\.0-/);
 
     // The chat page is served, and the simulator pushes to the bridge port with the demo account.
     const page = await fetch(chat!);
@@ -50,7 +74,6 @@ describe('moltage up (demo mode)', () => {
 
     // Its Redis answers and keeps data under the data dir.
     const redisPort = Number(new URL(redisUrl!).port);
-    const { createConnection } = await import('node:net');
     const pong = await new Promise<string>((res, rej) => {
       const s = createConnection({ host: '127.0.0.1', port: redisPort }, () => s.write('PING\r\n'));
       s.on('data', (d) => {
@@ -67,7 +90,7 @@ describe('moltage up (demo mode)', () => {
       .split(/\s+/)
       .map(Number)
       .filter(Boolean);
-    expect(children.length).toBe(2);
+    expect(children.length).toBe(5);
     const code = await up.stop('SIGINT', 15_000);
     expect(code).toBe(0);
     expect(up.output()).toContain('stopped.');
@@ -75,17 +98,34 @@ describe('moltage up (demo mode)', () => {
     await expect(fetch(chat!)).rejects.toThrow();
   });
 
-  it('a second run reuses the demo account', async () => {
+  it('a second run reuses the demo account, the gateway host key and the cached image', async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'moltage-up-'));
-    const env = { ...process.env, SIM_PORT: String(await freePort()), LOG_LEVEL: 'warn' };
+    const env = { ...process.env, ...TINY, SIM_PORT: String(await freePort()), LOG_LEVEL: 'warn' };
     delete env.REDIS_URL;
     delete env.WECHAT_APPID;
     up = spawnService(process.execPath, [BIN, 'up', '--data-dir', dataDir], { env });
-    await up.waitForOutput(/Press Ctrl-C/, 30_000);
+    await up.waitForOutput(/Press Ctrl-C/, 120_000);
     const first = await readFile(join(dataDir, 'demo-secrets.json'), 'utf8');
+    const hostKey = await readFile(join(dataDir, 'ssh-gateway', 'host_key.pub'), 'utf8');
     await up.stop('SIGINT', 15_000);
     up = spawnService(process.execPath, [BIN, 'up', '--data-dir', dataDir], { env });
-    await up.waitForOutput(/Press Ctrl-C/, 30_000);
+    await up.waitForOutput(/Press Ctrl-C/, 120_000);
+    expect(up.output()).toMatch(/image is up to date/);
     expect(await readFile(join(dataDir, 'demo-secrets.json'), 'utf8')).toBe(first);
+    expect(await readFile(join(dataDir, 'ssh-gateway', 'host_key.pub'), 'utf8')).toBe(hostKey);
+  });
+
+  it('refuses real-WeChat mode without the other credentials, in one line', async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'moltage-up-'));
+    const env = { ...process.env, ...TINY, WECHAT_APPID: 'wx0123456789abcdef' };
+    delete env.WECHAT_APPSECRET;
+    delete env.WECHAT_TOKEN;
+    delete env.BRIDGE_BASE_URL;
+    up = spawnService(process.execPath, [BIN, 'up', '--data-dir', dataDir], { env });
+    const code = await new Promise<number | null>((r) => up!.proc.once('exit', (c) => r(c)));
+    expect(code).toBe(1);
+    expect(up.output().trim()).toBe(
+      'moltage: with WECHAT_APPID set, also set WECHAT_APPSECRET, WECHAT_TOKEN, BRIDGE_BASE_URL (see README: Connecting a real account)',
+    );
   });
 });

@@ -94,6 +94,16 @@ describe('last user text', () => {
         { role: 'user', content: '<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>\nruntime facts' },
       ]),
     ).toBe('你好 [[fake:fixed=hi]]');
+    // OpenClaw's envelope around the person's words is not part of what the model answers.
+    expect(
+      lastUserTextOfChat([
+        {
+          role: 'user',
+          content:
+            '[Wed 2026-11-25 14:09 UTC] Conversation info: ⟦openclaw:ctx⟧\n```json\n{"sender":{"id":"o1"}}\n```\n\n你好\n\nRuntime: agent=main | session=x | channel=moltage',
+        },
+      ]),
+    ).toBe('你好');
     expect(lastUserTextOfChat('nope')).toBeNull();
   });
 

@@ -192,10 +192,22 @@ export function lastUserTextOfChat(messages: unknown): string | null {
     // OpenClaw appends its own internal context as a trailing user message; the person's words
     // (and any [[fake:…]] directives in them) are in the user message before it.
     if (text.startsWith(AGENT_INTERNAL_CONTEXT_MARKER)) continue;
-    return text;
+    return personText(text);
   }
   return null;
 }
+
+/**
+ * OpenClaw wraps the person's words in its own envelope (a `Conversation info` block before,
+ * a `Runtime:` line after). The fake model answers the words themselves, so a demo user reads
+ * `Echo: 你好` rather than an echo of the agent's bookkeeping.
+ */
+export function personText(text: string): string {
+  return text.replace(OPENCLAW_ENVELOPE_HEAD, '').replace(OPENCLAW_ENVELOPE_TAIL, '');
+}
+const OPENCLAW_ENVELOPE_HEAD =
+  /^(?:\[[^\]\n]*\] )?Conversation info: ⟦openclaw:ctx⟧\n```json\n[\s\S]*?\n```\n\n/;
+const OPENCLAW_ENVELOPE_TAIL = /\n\nRuntime: [^\n]*$/;
 
 /** How OpenClaw starts the user message it adds with its own context. */
 export const AGENT_INTERNAL_CONTEXT_MARKER = '<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>';

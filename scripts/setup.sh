@@ -21,6 +21,7 @@ declare -A NEED=(
   [lz4]=lz4
   [curl]=curl
   [systemd-analyze]=systemd
+  [chromium]=chromium
 )
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -28,6 +29,8 @@ for cmd in "${!NEED[@]}"; do
     missing+=("${NEED[$cmd]}")
   fi
 done
+# Packages without a command to look for: a Chinese font, so browser screenshots show Chinese.
+dpkg -s fonts-wqy-microhei >/dev/null 2>&1 || missing+=(fonts-wqy-microhei)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "moltage setup: missing Debian packages: ${missing[*]} (run this as root, or apt-get install them)" >&2

@@ -6,6 +6,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import type { Redis } from 'ioredis';
 import type { Resolver } from './adapters/address-guard.js';
 import { AgentWaits } from './adapters/agent-waits.js';
+import { ConsoleJournal } from './adapters/console-journal.js';
 import { SendLedger } from './adapters/ledger.js';
 import { RedisQueue } from './adapters/queue.js';
 import { QueueWorker } from './adapters/queue-worker.js';
@@ -15,6 +16,7 @@ import type { Config } from './config.js';
 import type { AgentClient, Orchestrator } from './domain/ports.js';
 import { EntryProcessor } from './handlers/processor.js';
 import { TypingIndicator } from './handlers/typing.js';
+import { adminRoutes } from './http/admin-routes.js';
 import { callbackRoute } from './http/callback-route.js';
 import { opsRoutes } from './http/ops-routes.js';
 import { wechatRoutes } from './http/wechat-routes.js';
@@ -36,6 +38,8 @@ export interface BridgeTuning {
   vmPollMs: number;
   /** How long a queue read blocks. */
   readBlockMs: number;
+  /** How often the console page refreshes itself. */
+  consolePollMs: number;
 }
 
 export const DEFAULT_TUNING: BridgeTuning = {
@@ -47,6 +51,7 @@ export const DEFAULT_TUNING: BridgeTuning = {
   coldStartNoticeMs: 3000,
   vmPollMs: 500,
   readBlockMs: 1000,
+  consolePollMs: 3000,
 };
 
 export interface BridgeDeps {
@@ -162,14 +167,27 @@ export function buildApp(deps: BridgeDeps): Bridge {
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,
   });
+  // The web console (/admin) and its message log exist only with ADMIN_TOKEN set.
+  const journal = config.ADMIN_TOKEN ? new ConsoleJournal(redis, log) : undefined;
   void http.register(wechatRoutes, {
     token: config.WECHAT_TOKEN,
     crypt,
     queue,
     metrics,
     now,
+    journal,
   });
-  void http.register(callbackRoute, { users, queue, waits, metrics, now });
+  void http.register(callbackRoute, { users, queue, waits, metrics, now, journal });
+  void http.register(adminRoutes, {
+    config,
+    redis,
+    queue,
+    metrics,
+    users,
+    journal,
+    now,
+    pollMs: tuning.consolePollMs,
+  });
   void http.register(opsRoutes, { redis, queue, pages, metrics, pageTtlS: config.REPLY_PAGE_TTL_S });
 
   let sweeper: NodeJS.Timeout | undefined;

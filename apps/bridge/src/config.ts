@@ -1,4 +1,4 @@
-import { env, parseEnv } from '@moltage/core';
+import { env, parseEnv, redisEnv } from '@moltage/core';
 import { isValidEncodingAesKey } from '@moltage/wechat';
 import { z } from 'zod';
 
@@ -22,7 +22,7 @@ export const configSchema = z.object({
   /** `stable` uses /cgi-bin/stable_token (recommended), `classic` uses /cgi-bin/token. */
   WECHAT_TOKEN_MODE: z.enum(['stable', 'classic']).default('stable'),
   BRIDGE_BASE_URL: env.url().transform((u) => u.replace(/\/+$/, '')),
-  REDIS_URL: env.redisUrl(),
+  ...redisEnv,
   ORCHESTRATOR_URL: env
     .url()
     .default('http://orchestrator:8080')
@@ -46,6 +46,20 @@ export const configSchema = z.object({
   SSH_OTP_TTL_S: env.int(600, 30),
   /** Grace period on SIGTERM for in-flight work before it is handed back to the queue. */
   BRIDGE_SHUTDOWN_GRACE_MS: env.int(10_000, 0),
+  /** Enables the web console at /admin (README → Console); unset = /admin answers 404. */
+  ADMIN_TOKEN: z
+    .string()
+    .min(16, 'must be at least 16 characters')
+    .max(512, 'must be at most 512 characters')
+    .regex(/^\S+$/, 'must not contain spaces')
+    .optional(),
+  /** Lifetime of a console login. */
+  ADMIN_SESSION_TTL_S: env.int(12 * 3600, 60),
+  /** The SSH gateway's status port (its METRICS_ADDR as a URL), shown in the console's health view. */
+  SSH_GATEWAY_STATUS_URL: env
+    .url()
+    .transform((u) => u.replace(/\/+$/, ''))
+    .optional(),
 });
 
 export type Config = z.infer<typeof configSchema>;

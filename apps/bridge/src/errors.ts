@@ -23,7 +23,9 @@ export type BridgeErrorCode =
   | 'BRIDGE_BIND_URL_FORBIDDEN'
   | 'BRIDGE_SSH_KEY_INVALID'
   | 'BRIDGE_SEND_FAILED'
-  | 'BRIDGE_ABORTED';
+  | 'BRIDGE_VM_HOST_DOWN'
+  | 'BRIDGE_ABORTED'
+  | 'BRIDGE_CONSOLE_DISABLED';
 
 const STATUS: Partial<Record<BridgeErrorCode, number>> = {
   BRIDGE_BAD_SIGNATURE: 401,
@@ -36,6 +38,7 @@ const STATUS: Partial<Record<BridgeErrorCode, number>> = {
   BRIDGE_NOT_FOUND: 404,
   BRIDGE_QUEUE_UNAVAILABLE: 503,
   BRIDGE_SHUTTING_DOWN: 503,
+  BRIDGE_CONSOLE_DISABLED: 404,
 };
 
 export class BridgeError extends Error {

@@ -31,6 +31,16 @@ export const keys = {
   sshOtp: (openid: string) => `sshotp:${openid}`,
   /** JSON string with EX: a long reply shown at `GET /r/<id>`. */
   page: (id: string) => `page:${id}`,
+  /** Capped stream (console on): pushes accepted or deduplicated and agent replies received. */
+  consoleMessages: () => 'console:messages',
+  /** Sorted set (console on): openid → time of the user's last push (ms), for the users view. */
+  consoleUsers: () => 'console:users',
+  /** Hash (console on): openid → JSON {at, kind, preview} of the user's last push. */
+  consoleLast: () => 'console:last',
+  /** JSON string with EX: a console login, keyed by sha256 of the session cookie. */
+  adminSession: (sidSha256Hex: string) => `admin:session:${sidSha256Hex}`,
+  /** Integer with EX: failed console logins from one client address. */
+  adminLoginFailures: (ip: string) => `admin:loginfail:${ip}`,
 } as const;
 
 /** The consumer group of {@link keys.ready}. */

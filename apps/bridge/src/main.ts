@@ -1,8 +1,8 @@
-import { createLogger, type Logger } from '@moltage/core';
+import { createLogger, createRedis, describeRedis, type Logger, type RedisSettings } from '@moltage/core';
 import { RedisTokenCache, WeChatApiClient } from '@moltage/wechat';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { HttpAgentClient } from './adapters/agent-client.js';
-import { OrchestratorClient } from './adapters/orchestrator-client.js';
+import { RoutedOrchestrator } from './adapters/orchestrator-router.js';
 import { type Bridge, type BridgeTuning, buildApp } from './app.js';
 import { type Config, loadConfig } from './config.js';
 
@@ -26,19 +26,12 @@ export interface RunningBridge {
   close(): Promise<void>;
 }
 
-/** The Redis URL without its password, for messages. */
-function safeRedisUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return 'redis://?';
-  }
-}
-
-async function connectRedis(url: string, log: Logger, opts: { blocking: boolean }): Promise<Redis> {
-  const redis = new Redis(url, {
+async function connectRedis(
+  settings: RedisSettings,
+  log: Logger,
+  opts: { blocking: boolean },
+): Promise<Redis> {
+  const redis = createRedis(settings, {
     lazyConnect: true,
     connectTimeout: 5000,
     // Producers fail fast (a push we cannot queue gets 503 and WeChat retries);
@@ -60,7 +53,7 @@ async function connectRedis(url: string, log: Logger, opts: { blocking: boolean 
   } catch (err) {
     redis.disconnect();
     throw new Error(
-      `cannot reach Redis at ${safeRedisUrl(url)}: ${err instanceof Error ? err.message : String(err)}`,
+      `cannot reach Redis at ${describeRedis(settings)}: ${err instanceof Error ? err.message : String(err)}`,
     );
   }
   return redis;
@@ -92,10 +85,10 @@ export async function runBridge(opts: RunBridgeOptions = {}): Promise<RunningBri
   const config = loadConfig(opts.env ?? process.env);
   const log =
     opts.log ?? createLogger({ name: 'bridge', level: config.LOG_LEVEL, pretty: config.LOG_PRETTY });
-  const redis = await connectRedis(config.REDIS_URL, log, { blocking: false });
+  const redis = await connectRedis(config, log, { blocking: false });
   let blocking: Redis;
   try {
-    blocking = await connectRedis(config.REDIS_URL, log, { blocking: true });
+    blocking = await connectRedis(config, log, { blocking: true });
   } catch (err) {
     redis.disconnect();
     throw err;
@@ -113,7 +106,13 @@ export async function runBridge(opts: RunBridgeOptions = {}): Promise<RunningBri
     redis,
     blocking,
     wechat,
-    orchestrator: new OrchestratorClient(config.ORCHESTRATOR_URL, config.ORCHESTRATOR_TOKEN),
+    orchestrator: new RoutedOrchestrator(
+      redis,
+      config.ORCHESTRATOR_URL,
+      config.ORCHESTRATOR_TOKEN,
+      log,
+      config.VM_READY_TIMEOUT_MS,
+    ),
     agent: new HttpAgentClient(),
     log,
     ...(opts.tuning ? { tuning: opts.tuning } : {}),

@@ -104,7 +104,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           callbackToken: parsed.data.callback_token,
         });
       });
-      api.get('/vms', async () => ({ vms: await deps.manager.list() }));
+      api.get<{ Querystring: { host_id?: string } }>('/vms', async (req) => ({
+        vms: await deps.manager.list(req.query.host_id),
+      }));
       api.get<{ Params: { user_id: string } }>('/vms/:user_id', async (req) =>
         deps.manager.get(req.params.user_id),
       );
@@ -114,13 +116,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       api.post<{ Params: { user_id: string } }>('/vms/:user_id/stop', async (req) =>
         deps.manager.stop(req.params.user_id),
       );
-      api.delete<{ Params: { user_id: string }; Querystring: { purge?: string } }>(
+      api.delete<{ Params: { user_id: string }; Querystring: { purge?: string; forget?: string } }>(
         '/vms/:user_id',
         async (req, reply) => {
-          const purge = req.query.purge;
+          const { purge, forget } = req.query;
           if (purge !== undefined && purge !== 'true' && purge !== 'false')
             throw new BadRequestError('purge must be true or false');
-          await deps.manager.delete(req.params.user_id, purge === 'true');
+          if (forget !== undefined && forget !== 'true' && forget !== 'false')
+            throw new BadRequestError('forget must be true or false');
+          if (purge === 'true' && forget === 'true')
+            throw new BadRequestError('purge and forget cannot be combined');
+          await deps.manager.delete(req.params.user_id, purge === 'true', forget === 'true');
           reply.code(204);
           return null;
         },

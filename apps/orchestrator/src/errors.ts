@@ -5,11 +5,18 @@
 export class OrchestratorError extends Error {
   readonly code: string;
   readonly statusCode: number;
-  constructor(code: string, message: string, opts: { statusCode?: number; cause?: unknown } = {}) {
+  /** Extra fields of the JSON error body (snake_case), for clients that act on them. */
+  readonly details: Record<string, unknown> | undefined;
+  constructor(
+    code: string,
+    message: string,
+    opts: { statusCode?: number; cause?: unknown; details?: Record<string, unknown> } = {},
+  ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'OrchestratorError';
     this.code = code;
     this.statusCode = opts.statusCode ?? 500;
+    this.details = opts.details;
   }
 }
 
@@ -60,6 +67,24 @@ export class VmBusyError extends OrchestratorError {
     super('ORCH_VM_BUSY', `another operation on the VM of ${userId} is still running; retry shortly`, {
       statusCode: 409,
     });
+  }
+}
+
+/** The VM (and its data disk) belongs to another host: ask that host's orchestrator. */
+export class VmOnOtherHostError extends OrchestratorError {
+  constructor(userId: string, hostId: string, hostUrl: string | null, extra = '') {
+    super(
+      'ORCH_VM_ON_OTHER_HOST',
+      `the VM of ${userId} belongs to host ${hostId}${hostUrl ? ` (${hostUrl})` : ''}${extra}`,
+      { statusCode: 409, details: { host_id: hostId, host_url: hostUrl } },
+    );
+  }
+}
+
+/** Another live orchestrator already uses this HOST_ID or VM_SUBNET (refused at start). */
+export class HostConflictError extends OrchestratorError {
+  constructor(message: string) {
+    super('ORCH_HOST_CONFLICT', message, { statusCode: 500 });
   }
 }
 

@@ -107,6 +107,10 @@ describe('orchestrator with real tiny VMs (QEMU, user networking)', () => {
     });
     expect(created.body.agent_token).toMatch(/^[A-Za-z0-9_-]{20,}$/);
     expect(created.body).not.toHaveProperty('runtime');
+    // For the console: when it booted (uptime) and, on GET, the QEMU process's resident memory.
+    expect(Date.parse(created.body.started_at)).toBeLessThanOrEqual(Date.now());
+    expect((await api('GET', '/api/v1/vms/alice')).body.rss_mib).toBeGreaterThan(16);
+    expect((await api('GET', '/api/v1/vms')).body.vms[0].rss_mib).toBeGreaterThan(16);
     const port = created.body.ssh.port as number;
     expect(await sshBanner(port)).toBe(true);
 
@@ -137,7 +141,12 @@ describe('orchestrator with real tiny VMs (QEMU, user networking)', () => {
 
     // Idle stop, then the next create starts it again with the same data disk.
     expect(await orch!.manager.reapIdle(0)).toEqual(['alice']);
-    expect((await api('GET', '/api/v1/vms/alice')).body).toMatchObject({ state: 'stopped', ip: null });
+    expect((await api('GET', '/api/v1/vms/alice')).body).toMatchObject({
+      state: 'stopped',
+      ip: null,
+      started_at: null,
+      rss_mib: null,
+    });
     expect(await vmProcesses(box!.socketDir)).toHaveLength(0);
     const again = await api('POST', '/api/v1/vms', { user_id: 'alice' });
     expect(again.body).toMatchObject({ state: 'running', agent_token: created.body.agent_token });

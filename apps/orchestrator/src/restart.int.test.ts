@@ -40,6 +40,7 @@ describe('orchestrator restart after SIGKILL', () => {
         PORT: String(port),
         HOST: '127.0.0.1',
         REDIS_URL: redis!.url,
+        HOST_ID: 'restart-host',
         LOG_LEVEL: 'info',
         ORCHESTRATOR_TOKEN: TOKEN,
         VM_DRIVER: 'qemu',
@@ -98,7 +99,7 @@ describe('orchestrator restart after SIGKILL', () => {
     const r = new Redis(redis.url);
     try {
       expect(await r.hgetall('ippool:10.0.1.0/24')).toEqual({});
-      expect(await r.smembers('vms:active')).toEqual([]);
+      expect(await r.smembers('vms:active:restart-host')).toEqual([]);
       expect(await r.keys('lock:*')).toEqual([]);
     } finally {
       r.disconnect();

@@ -168,4 +168,97 @@ describe('tap networking (inside a test network namespace)', () => {
       },
     );
   }, 300_000);
+
+  it('lets the machines in VM_INGRESS_FROM reach guests (other hosts’ bridges and gateways), nobody else', async () => {
+    const id = randomBytes(3).toString('hex');
+    ns = `moltage-t${id}`;
+    box = await sandbox();
+    const peers = [`${ns}-a`, `${ns}-b`];
+    await exec('ip', ['netns', 'add', ns]);
+    try {
+      for (const p of peers) await exec('ip', ['netns', 'add', p]);
+      await inNs('ip', ['link', 'set', 'lo', 'up']);
+      const subnet = `10.${77 + (parseInt(id.slice(0, 2), 16) % 50)}.${parseInt(id.slice(2, 4), 16)}.0/24`;
+      const prefix = subnet.replace(/\.0\/24$/, '');
+      // Two other machines (TEST-NET-1 addresses, only inside these namespaces), each on a veth
+      // link to the orchestrator's namespace, routing the VM subnet through it.
+      for (const [i, p] of peers.entries()) {
+        const [here, there] = [`192.0.2.${4 * i + 1}`, `192.0.2.${4 * i + 2}`];
+        await exec('ip', [
+          'link',
+          'add',
+          `vp${id}${i}`,
+          'netns',
+          ns,
+          'type',
+          'veth',
+          'peer',
+          'name',
+          'eth0',
+          'netns',
+          p,
+        ]);
+        await inNs('ip', ['addr', 'add', `${here}/30`, 'dev', `vp${id}${i}`]);
+        await inNs('ip', ['link', 'set', `vp${id}${i}`, 'up']);
+        await exec('ip', ['netns', 'exec', p, 'ip', 'addr', 'add', `${there}/30`, 'dev', 'eth0']);
+        await exec('ip', ['netns', 'exec', p, 'ip', 'link', 'set', 'eth0', 'up']);
+        await exec('ip', ['netns', 'exec', p, 'ip', 'route', 'add', subnet, 'via', here]);
+      }
+      const redis = spawnInNs('redis-server', [
+        '--port',
+        '6390',
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+      ]);
+      await redis.waitForOutput(/Ready to accept connections/, 20_000);
+      const orch = spawnInNs('node', [mainJs], {
+        ...process.env,
+        PORT: '8080',
+        HOST: '127.0.0.1',
+        REDIS_URL: 'redis://127.0.0.1:6390',
+        ORCHESTRATOR_TOKEN: TOKEN,
+        VM_DRIVER: 'qemu',
+        VM_IMAGE: 'tiny',
+        VM_IMAGE_DIR: TEST_IMAGE_DIR,
+        VM_NETWORK: 'tap',
+        BRIDGE_NAME: `mtbr${id}`,
+        VM_SUBNET: subnet,
+        GATEWAY_IP: `${prefix}.1`,
+        VM_INGRESS_FROM: '192.0.2.2',
+        VM_DATA_DIR: box.dataDir,
+        SOCKET_DIR: box.socketDir,
+        DEFAULT_MEM_MIB: '128',
+        VM_DATA_DISK_MIB: '256',
+        GATEWAY_SSH_PUBKEY_PATH: box.pubKeyPath,
+        VM_READY_TIMEOUT_MS: '60000',
+      });
+      await orch.waitForOutput(/Server listening/, 60_000);
+      const vm = await api('POST', '/api/v1/vms', { user_id: 'carol' });
+      expect(vm).toMatchObject({ status: 200, body: { state: 'running', ip: `${prefix}.2` } });
+      // The first bytes the guest's sshd sends to a TCP client in `peer` ('' when none arrive).
+      const banner = (peer: string) =>
+        exec(
+          'ip',
+          [
+            'netns',
+            'exec',
+            peer,
+            process.execPath,
+            '-e',
+            `const s=require('net').connect(22,'${vm.body.ip}');let b='';` +
+              `const end=()=>{process.stdout.write(b.slice(0,4)+'end');process.exit(0)};` +
+              `s.setTimeout(3000,end);s.on('data',d=>{b+=d;if(b.length>=4)end()});s.on('error',end);s.on('close',end);`,
+          ],
+          { timeout: 30_000 },
+        ).then((r) => r.stdout.trim());
+      expect(await banner(peers[0]!)).toBe('SSH-end');
+      expect(await banner(peers[1]!)).toBe('end');
+    } finally {
+      for (const p of peers) await exec('ip', ['netns', 'del', p]).catch(() => {});
+    }
+  }, 300_000);
 });

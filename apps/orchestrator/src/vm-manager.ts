@@ -4,11 +4,12 @@ import { join } from 'node:path';
 import type { Logger } from '@moltage/core';
 import { ensureDataDisk, writeConfigDisk } from './adapters/disks.js';
 import type { ResolvedImage } from './adapters/image-resolver.js';
-import { cmdlineOf, findProcesses, waitForExit } from './adapters/process.js';
+import { cmdlineOf, findProcesses, rssMib, waitForExit } from './adapters/process.js';
 import { bannerAnswers, portAnswers } from './adapters/readiness.js';
 import type { VmStore } from './adapters/redis/vm-store.js';
 import { encodeConfigDisk, rewriteLoopbackUrl } from './domain/config-disk.js';
 import type { DriverAvailability, VmDriver, VmHandle } from './domain/driver.js';
+import { type HostIdentity, type HostPeers, NO_PEERS } from './domain/host-peers.js';
 import { poolAddresses, type Subnet, userModeDnsIp } from './domain/ip-pool.js';
 import type { NetworkProvider } from './domain/network.js';
 import { publicRecord, type StoredVm, USER_ID_PATTERN, type VmRecord } from './domain/vm-record.js';
@@ -21,13 +22,15 @@ import {
   VmBusyError,
   VmNotFoundError,
   VmNotReadyError,
+  VmOnOtherHostError,
 } from './errors.js';
 
 export interface VmManagerConfig {
   subnet: Subnet;
   gatewayIp: string;
   defaultVcpu: number;
-  defaultMemMib: number;
+  /** DEFAULT_MEM_MIB; unset = the image's `memMib`, else 512. */
+  defaultMemMib?: number;
   dataDiskMib: number;
   vmDataDir: string;
   socketDir: string;
@@ -38,6 +41,8 @@ export interface VmManagerConfig {
   llm: { baseUrl?: string; apiKey?: string; model?: string };
   /** The SSH gateway's public key, installed for the VM user. */
   gatewaySshPubKey?: string;
+  /** This host (HOST_ID, ORCHESTRATOR_PUBLIC_URL); VM records carry it. */
+  host: HostIdentity;
 }
 
 export interface VmManagerDeps {
@@ -50,6 +55,8 @@ export interface VmManagerDeps {
   logger: Logger;
   config: VmManagerConfig;
   metrics?: { created(durationS: number, ok: boolean): void };
+  /** The other hosts (host registry); a lone orchestrator has none. */
+  peers?: HostPeers;
 }
 
 export interface CreateInput {
@@ -74,6 +81,34 @@ export class VmManager {
     return this.deps.config;
   }
 
+  private get peers(): HostPeers {
+    return this.deps.peers ?? NO_PEERS;
+  }
+
+  get hostId(): string {
+    return this.cfg.host.id;
+  }
+
+  /** Lock values of this host start with this (start-up cleanup removes only those). */
+  get lockPrefix(): string {
+    return `${this.cfg.host.id}:`;
+  }
+
+  /** True when the record is this host's: its `host_id`, or none (a record from before hosts). */
+  private owns(vm: StoredVm): boolean {
+    return vm.host_id === undefined || vm.host_id === this.cfg.host.id;
+  }
+
+  /** Refuses to manage a VM whose data disk lives on another host. */
+  private assertOwned(vm: StoredVm | undefined): void {
+    if (vm && !this.owns(vm)) throw new VmOnOtherHostError(vm.user_id, vm.host_id!, vm.host_url ?? null);
+  }
+
+  /** The record stamped with this host (records from before hosts are claimed on write). */
+  private stamp(vm: StoredVm): StoredVm {
+    return { ...vm, host_id: this.cfg.host.id, host_url: this.cfg.host.url() ?? vm.host_url ?? null };
+  }
+
   async driverAvailability(): Promise<DriverAvailability> {
     if (!this.deps.driver) return { ok: false, reason: this.deps.driverProblem ?? 'no driver selected' };
     return this.deps.driver.availability();
@@ -94,7 +129,7 @@ export class VmManager {
 
   /** Runs `fn` holding the per-user lock; waits for another holder up to `waitMs`. */
   private async withLock<T>(userId: string, waitMs: number, fn: () => Promise<T>): Promise<T> {
-    const token = `${this.instance}:${randomBytes(8).toString('hex')}`;
+    const token = `${this.lockPrefix}${this.instance}:${randomBytes(8).toString('hex')}`;
     const ttlMs = this.cfg.readyTimeoutMs + this.cfg.stopTimeoutMs + 60_000;
     const deadline = Date.now() + waitMs;
     while (!(await this.deps.store.tryLock(userId, token, ttlMs))) {
@@ -112,11 +147,40 @@ export class VmManager {
     this.validateUser(userId);
     const vm = await this.deps.store.get(userId);
     if (!vm) throw new VmNotFoundError(userId);
-    return publicRecord(vm);
+    return this.withUsage(vm);
   }
 
-  async list(): Promise<VmRecord[]> {
-    return (await this.deps.store.list()).map(publicRecord);
+  /** Every VM record (all hosts), or those of one host. */
+  async list(hostId?: string): Promise<VmRecord[]> {
+    const all = await this.deps.store.list();
+    return Promise.all(
+      (hostId === undefined ? all : all.filter((vm) => vm.host_id === hostId)).map((vm) =>
+        this.withUsage(vm),
+      ),
+    );
+  }
+
+  /** The public record plus the hypervisor's resident memory, for a running VM of this host. */
+  private async withUsage(vm: StoredVm): Promise<VmRecord> {
+    const rec = publicRecord(vm);
+    const handle = vm.runtime.handle;
+    if (vm.state !== 'running' || !handle || !this.owns(vm)) return { ...rec, rss_mib: null };
+    // The pid must still be this VM's process (pids are reused).
+    const args = await cmdlineOf(handle.pid);
+    const mine = args?.some((a) => a.includes(handle.controlSocket)) ?? false;
+    return { ...rec, rss_mib: mine ? await rssMib(handle.pid) : null };
+  }
+
+  /** The records this host owns. */
+  private async own(): Promise<StoredVm[]> {
+    return (await this.deps.store.list()).filter((vm) => vm.host_id === this.cfg.host.id);
+  }
+
+  /** This host's VMs for the host registry: slots taken and the memory they were given. */
+  async capacity(): Promise<{ activeVms: number; vmsMemMib: number }> {
+    const active = new Set(await this.deps.store.activeUserIds());
+    const vms = (await this.own()).filter((vm) => active.has(vm.user_id));
+    return { activeVms: active.size, vmsMemMib: vms.reduce((sum, vm) => sum + vm.mem_mib, 0) };
   }
 
   async touch(userId: string): Promise<VmRecord> {
@@ -132,6 +196,7 @@ export class VmManager {
     const waitMs = this.cfg.readyTimeoutMs + this.cfg.stopTimeoutMs + 30_000;
     return this.withLock(input.userId, waitMs, async () => {
       const existing = await this.deps.store.get(input.userId);
+      this.assertOwned(existing);
       if (existing?.state === 'running' && existing.runtime.handle && this.deps.driver) {
         const st = await this.deps.driver.status(existing.runtime.handle);
         if (st === 'running') {
@@ -141,7 +206,7 @@ export class VmManager {
               'callback URL changed; it reaches the guest at its next start',
             );
           }
-          const updated: StoredVm = { ...existing, last_active_at: nowIso() };
+          const updated: StoredVm = this.stamp({ ...existing, last_active_at: nowIso() });
           await this.deps.store.put(updated);
           return publicRecord(updated);
         }
@@ -174,7 +239,11 @@ export class VmManager {
     try {
       if (!(await this.deps.store.reserveSlot(userId, this.cfg.maxVms)))
         throw new MaxVmsError(this.cfg.maxVms);
-      undo.push(() => this.deps.store.releaseSlot(userId));
+      this.peers.changed();
+      undo.push(async () => {
+        await this.deps.store.releaseSlot(userId);
+        this.peers.changed();
+      });
 
       const exclude = [this.cfg.gatewayIp];
       if (this.deps.network.mode === 'user') exclude.push(userModeDnsIp(this.cfg.subnet));
@@ -237,12 +306,15 @@ export class VmManager {
         created_at: createdAt,
         last_active_at: nowIso(),
         vcpu: previous?.vcpu ?? this.cfg.defaultVcpu,
-        mem_mib: previous?.mem_mib ?? this.cfg.defaultMemMib,
+        mem_mib: previous?.mem_mib ?? this.cfg.defaultMemMib ?? image.memMib ?? 512,
         callback_url: callbackUrl ?? null,
         error: null,
+        host_id: this.cfg.host.id,
+        host_url: this.cfg.host.url(),
         runtime: {
           vmId,
           handle: null,
+          subnet: this.cfg.subnet.cidr,
           network: network.mode,
           tapName: network.mode === 'tap' ? network.tapName : undefined,
           sshHostPort: network.mode === 'user' ? network.sshHostPort : undefined,
@@ -270,6 +342,7 @@ export class VmManager {
             configDiskPath,
             network,
             runDir,
+            tcgTbMib: image.tcgTbMib,
           });
         } catch (err) {
           // User-mode host ports are picked free but may be taken before QEMU binds them.
@@ -384,8 +457,9 @@ export class VmManager {
         .removeOrphan(vm.runtime.tapName)
         .catch((err) => this.log.warn({ err }, 'TAP removal failed'));
     }
-    if (vm.ip) await this.deps.store.releaseIp(vm.ip, vm.user_id);
+    if (vm.ip) await this.deps.store.releaseIp(vm.ip, vm.user_id, vm.runtime.subnet);
     await this.deps.store.releaseSlot(vm.user_id);
+    this.peers.changed();
   }
 
   /** Stops a VM and keeps its record as `stopped` (idle reaper, unsubscribe). */
@@ -394,28 +468,43 @@ export class VmManager {
     return this.withLock(userId, this.cfg.stopTimeoutMs + 30_000, async () => {
       const vm = await this.deps.store.get(userId);
       if (!vm) throw new VmNotFoundError(userId);
+      this.assertOwned(vm);
       await this.releaseResources(vm);
-      const stopped: StoredVm = {
+      const stopped: StoredVm = this.stamp({
         ...vm,
         state: 'stopped',
         ip: null,
         ssh: null,
         agent_url: null,
         runtime: { ...vm.runtime, handle: null },
-      };
+      });
       await this.deps.store.put(stopped);
       this.log.info({ openid: userId }, 'VM stopped');
       return publicRecord(stopped);
     });
   }
 
-  /** Stops the VM, frees its IP and TAP, forgets the record; the data disk stays unless `purge`. */
-  async delete(userId: string, purge: boolean): Promise<void> {
+  /**
+   * Stops the VM, frees its IP and TAP, forgets the record; the data disk stays unless `purge`.
+   * A VM of another host is refused, unless `forget` and that host is down: then only its record,
+   * slot and address are dropped (its data disk stays on the dead host), so that the user can get
+   * a new VM elsewhere.
+   */
+  async delete(userId: string, purge: boolean, forget = false): Promise<void> {
     this.validateUser(userId);
     await this.withLock(userId, this.cfg.stopTimeoutMs + this.cfg.readyTimeoutMs + 30_000, async () => {
       const vm = await this.deps.store.get(userId);
       if (!vm && !purge) throw new VmNotFoundError(userId);
-      if (vm) {
+      if (vm && !this.owns(vm)) {
+        const owner = vm.host_id!;
+        if (!forget) this.assertOwned(vm);
+        if (await this.peers.isLive(owner)) {
+          throw new VmOnOtherHostError(userId, owner, vm.host_url ?? null, ', which is up: delete it there');
+        }
+        if (vm.ip && vm.runtime.subnet) await this.deps.store.releaseIp(vm.ip, userId, vm.runtime.subnet);
+        await this.deps.store.remove(userId, owner);
+        this.log.warn({ openid: userId, host: owner }, 'forgot the VM record of a host that is down');
+      } else if (vm) {
         await this.releaseResources(vm);
         await this.deps.store.remove(userId);
       }
@@ -425,24 +514,43 @@ export class VmManager {
   }
 
   /**
-   * After a restart: adopt VMs whose process still runs, clean up the dead, and remove what
-   * no record references (processes, run dirs, TAPs, IPs, slots, stale locks).
+   * After a restart: adopt this host's VMs whose process still runs, clean up its dead ones, and
+   * remove what no record references (processes, run dirs, TAPs, IPs, slots, this host's stale
+   * locks). VMs, locks, slots and addresses of other hosts are never touched. Records from before
+   * the host registry (no `host_id`) are claimed only when no other host is live: they can only
+   * come from a single-host installation being upgraded.
    */
   async reconcile(): Promise<{ adopted: string[]; cleaned: string[]; orphans: number }> {
     const store = this.deps.store;
-    const locks = await store.clearLocks();
-    if (locks > 0) this.log.info({ locks }, 'removed locks left by a previous orchestrator');
+    const locks = await store.clearLocks(this.lockPrefix);
+    if (locks > 0) this.log.info({ locks }, 'removed locks left by a previous orchestrator of this host');
     const adopted: string[] = [];
     const cleaned: string[] = [];
     const keepRunDirs = new Set<string>();
     const keepTaps = new Set<string>();
     const livePids = new Set<number>();
-    for (const vm of await store.list()) {
+    const others = await this.peers.othersLive();
+    const claimLegacy = others.length === 0;
+    const records = await store.list();
+    const ownerOf = new Map(records.map((vm) => [vm.user_id, vm.host_id]));
+    let legacyLeft = 0;
+    for (const record of records) {
+      if (record.host_id === undefined && !claimLegacy) {
+        legacyLeft++;
+        continue;
+      }
+      if (record.host_id !== undefined && record.host_id !== this.cfg.host.id) continue;
+      const vm = this.stamp(record);
+      if (record.host_id === undefined) {
+        ownerOf.set(vm.user_id, vm.host_id);
+        await store.put(vm);
+      }
       const handle = vm.runtime.handle;
       const alive =
         handle && this.deps.driver ? (await this.deps.driver.status(handle)) === 'running' : false;
       if (alive && handle && vm.state === 'running') {
         adopted.push(vm.user_id);
+        await store.reserveSlot(vm.user_id, 0);
         keepRunDirs.add(handle.runDir);
         livePids.add(handle.pid);
         if (vm.runtime.tapName) keepTaps.add(vm.runtime.tapName);
@@ -462,13 +570,26 @@ export class VmManager {
         });
       }
     }
-    // IPs and slots nobody running owns.
+    if (legacyLeft > 0) {
+      this.log.warn(
+        { records: legacyLeft, liveHosts: others },
+        'VM records without host_id left alone: other hosts are live (see README, Several hosts)',
+      );
+    }
+    // IPs and slots nobody running owns. An address held for another host's VM stays: that
+    // host uses the same VM_SUBNET, which registration refuses, but never break its VMs.
     const allocations = await store.ipAllocations();
     for (const [ip, owner] of Object.entries(allocations)) {
+      const ownerHost = ownerOf.get(owner);
+      if (ownerHost !== undefined && ownerHost !== this.cfg.host.id) {
+        this.log.warn({ ip, openid: owner, host: ownerHost }, 'address of another host in this pool; kept');
+        continue;
+      }
       if (!adopted.includes(owner)) await store.releaseIp(ip, owner);
     }
     for (const owner of await store.activeUserIds())
       if (!adopted.includes(owner)) await store.releaseSlot(owner);
+    if (claimLegacy) await store.dropLegacyActive();
     // Processes and run dirs under SOCKET_DIR no record references.
     let orphans = 0;
     for (const p of await findProcesses(`${this.cfg.socketDir}/vm-`)) {
@@ -515,7 +636,7 @@ export class VmManager {
   async reapIdle(idleTimeoutS: number): Promise<string[]> {
     const stopped: string[] = [];
     const cutoff = Date.now() - idleTimeoutS * 1000;
-    for (const vm of await this.deps.store.list()) {
+    for (const vm of await this.own()) {
       if (vm.state !== 'running' || Date.parse(vm.last_active_at) > cutoff) continue;
       try {
         await this.stop(vm.user_id);
@@ -533,7 +654,15 @@ export class VmManager {
     this.reaper = undefined;
   }
 
+  /** This host's running VMs. */
   async runningCount(): Promise<number> {
-    return (await this.deps.store.list()).filter((v) => v.state === 'running').length;
+    return (await this.own()).filter((v) => v.state === 'running').length;
+  }
+
+  /** This host's VMs that hold resources (stopped on exit unless VM_KEEP_ON_EXIT). */
+  async liveOwn(): Promise<VmRecord[]> {
+    return (await this.own())
+      .filter((vm) => vm.state === 'running' || vm.state === 'creating')
+      .map(publicRecord);
   }
 }

@@ -1,4 +1,4 @@
-import { env, parseEnv } from '@moltage/core';
+import { env, parseEnv, redisEnv } from '@moltage/core';
 import { z } from 'zod';
 
 /** A `host:port` (IPv6 hosts in brackets: `[::]:2222`). */
@@ -36,7 +36,7 @@ export const configSchema = z.object({
     .default('127.0.0.1:9222')
     .refine((v) => v === 'off' || parseListenAddress(v) !== null, { error: 'must be host:port or off' })
     .transform((v) => (v === 'off' ? null : parseListenAddress(v)!)),
-  REDIS_URL: env.redisUrl(),
+  ...redisEnv,
   ORCHESTRATOR_URL: env
     .url()
     .default('http://orchestrator:8080')

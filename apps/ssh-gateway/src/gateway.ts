@@ -1,8 +1,7 @@
 import type { AddressInfo } from 'node:net';
-import { createLogger, type Logger } from '@moltage/core';
-import { Redis } from 'ioredis';
+import { createLogger, createRedis, describeRedis, type Logger } from '@moltage/core';
 import { ensureGatewayKeys, type GatewayKeys } from './adapters/key-files.js';
-import { OrchestratorClient } from './adapters/orchestrator-client.js';
+import { HostAwareVmDirectory, RoutedVmControl } from './adapters/orchestrator-router.js';
 import {
   RedisCredentialStore,
   RedisFailureCounter,
@@ -49,17 +48,6 @@ function listen(server: Listenable, host: string, port: number, what: string): P
   });
 }
 
-/** A Redis URL without its password, for messages. */
-function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return 'REDIS_URL';
-  }
-}
-
 function urlHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
@@ -87,7 +75,7 @@ export async function runSshGateway(opts: RunSshGatewayOptions = {}): Promise<Ru
     'VMs must trust this public key (orchestrator GATEWAY_SSH_PUBKEY_PATH)',
   );
 
-  const redis = new Redis(config.REDIS_URL, {
+  const redis = createRedis(config, {
     maxRetriesPerRequest: 2,
     lazyConnect: true,
     enableOfflineQueue: true,
@@ -102,7 +90,7 @@ export async function runSshGateway(opts: RunSshGatewayOptions = {}): Promise<Ru
   } catch (err) {
     redis.disconnect();
     const why = (lastRedisError ?? (err as Error)).message;
-    throw new Error(`cannot connect to Redis at ${redactUrl(config.REDIS_URL)}: ${why}`);
+    throw new Error(`cannot connect to Redis at ${describeRedis(config)}: ${why}`);
   }
 
   const metrics = createMetrics();
@@ -112,9 +100,13 @@ export async function runSshGateway(opts: RunSshGatewayOptions = {}): Promise<Ru
     credentials: new RedisCredentialStore(redis),
     failures: new RedisFailureCounter(redis, config.AUTH_FAIL_WINDOW_S),
     pins: new RedisHostKeyPins(redis),
-    directory: new RedisVmDirectory(redis),
-    control: new OrchestratorClient(config.ORCHESTRATOR_URL, config.ORCHESTRATOR_TOKEN, {
+    directory: new HostAwareVmDirectory(new RedisVmDirectory(redis), redis),
+    control: new RoutedVmControl({
+      redis,
+      defaultUrl: config.ORCHESTRATOR_URL,
+      token: config.ORCHESTRATOR_TOKEN,
       startTimeoutMs: config.VM_START_TIMEOUT_MS,
+      logger,
     }),
     logger,
     metrics,

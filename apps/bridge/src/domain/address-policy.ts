@@ -158,7 +158,10 @@ export function parseBindUrl(input: string): { ok: true; url: URL } | { ok: fals
   try {
     url = new URL(input);
   } catch {
-    return { ok: false, problem: /^[a-z][a-z0-9+.-]*:/i.test(input) ? 'scheme' : 'invalid' };
+    return {
+      ok: false,
+      problem: /^[a-z][a-z0-9+.-]*:/i.test(input) && !/^https?:/i.test(input) ? 'scheme' : 'invalid',
+    };
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return { ok: false, problem: 'scheme' };
   if (url.hostname === '' || url.username !== '' || url.password !== '')

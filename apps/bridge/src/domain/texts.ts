@@ -21,6 +21,7 @@ export const T = {
   coldStart: '正在为你启动专属环境，请稍候……',
   vmFailed: '抱歉，你的专属环境暂时无法启动，请稍后再试。',
   vmTimeout: '环境启动超时，请稍后再发一次消息。',
+  vmHostDown: '抱歉，你的专属环境所在的服务器暂时无法访问，你的数据仍保存在那里，请稍后再试。',
   agentUnreachable: '抱歉，AI 助手暂时无法连接，请稍后再试。',
   agentTimeout: '抱歉，AI 助手长时间没有回复，请稍后再试。',
   agentFailed: '抱歉，AI 助手处理这条消息时出错了，请稍后再试。',
@@ -72,7 +73,7 @@ export function sshkeyList(fingerprints: string[]): string {
   return `已添加的 SSH 公钥：\n${fingerprints.join('\n')}\n发送 sshkey clear 可全部清除。`;
 }
 
-export type VmStateView = 'running' | 'creating' | 'stopped' | 'error' | 'none' | 'unknown';
+export type VmStateView = 'running' | 'creating' | 'stopped' | 'error' | 'none' | 'unknown' | 'host_down';
 
 const VM_STATE_TEXT: Record<VmStateView, string> = {
   running: '运行中',
@@ -81,6 +82,7 @@ const VM_STATE_TEXT: Record<VmStateView, string> = {
   error: '出错（可发送 reset 重建）',
   none: '尚未创建（发消息会自动创建）',
   unknown: '暂时无法查询',
+  host_down: '所在服务器暂时无法访问（数据仍保存在那里）',
 };
 
 export function statusText(view: { vm: VmStateView; binding: string | null; sshKeys: number }): string {

@@ -179,7 +179,13 @@ export class EntryProcessor implements EntryHandler {
       this.#vmCache.delete(openid);
       await this.#d.waits.clear(openid);
       // Keep the data disk; the VM starts again when the user comes back.
-      await this.#d.orchestrator.stop(openid, ctx.signal);
+      try {
+        await this.#d.orchestrator.stop(openid, ctx.signal);
+      } catch (err) {
+        // Its host is down: nothing runs there now, and that host's idle reaper stops it later.
+        if (!isBridgeError(err, 'BRIDGE_VM_HOST_DOWN')) throw err;
+        ctx.log.info({ err }, 'unsubscribe: the VM host is down; not stopped');
+      }
       return;
     }
     const user = await this.#d.users.touch(openid, now, route.kind === 'subscribe' ? true : undefined);
@@ -224,7 +230,7 @@ export class EntryProcessor implements EntryHandler {
         } catch (err) {
           if (ctx.signal.aborted) throw err;
           ctx.log.warn({ err }, 'status: orchestrator unreachable');
-          vm = 'unknown';
+          vm = isBridgeError(err, 'BRIDGE_VM_HOST_DOWN') ? 'host_down' : 'unknown';
         }
         return statusText({
           vm,
@@ -360,7 +366,8 @@ export class EntryProcessor implements EntryHandler {
       if (
         isBridgeError(err, 'BRIDGE_VM_TIMEOUT') ||
         isBridgeError(err, 'BRIDGE_ORCH_VM_ERROR') ||
-        isBridgeError(err, 'BRIDGE_ORCH_UNAVAILABLE')
+        isBridgeError(err, 'BRIDGE_ORCH_UNAVAILABLE') ||
+        isBridgeError(err, 'BRIDGE_VM_HOST_DOWN')
       ) {
         await this.send(user.openid, entry.eid, 'error', this.#vmFailureText(err, ctx), ctx);
         return;
@@ -481,6 +488,7 @@ export class EntryProcessor implements EntryHandler {
     if (ctx.signal.aborted) throw err;
     ctx.log.warn({ err }, 'could not get a VM for the user');
     if (isBridgeError(err, 'BRIDGE_VM_NO_AGENT')) return T.agentUnreachable;
+    if (isBridgeError(err, 'BRIDGE_VM_HOST_DOWN')) return T.vmHostDown;
     return isBridgeError(err, 'BRIDGE_VM_TIMEOUT') ? T.vmTimeout : T.vmFailed;
   }
 

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AgentWaits } from '../adapters/agent-waits.js';
+import type { ConsoleJournal } from '../adapters/console-journal.js';
 import type { RedisQueue } from '../adapters/queue.js';
 import type { UserStore } from '../adapters/user-store.js';
 import { BridgeError, httpReplyFor } from '../errors.js';
@@ -16,6 +17,8 @@ export interface CallbackRouteDeps {
   waits: AgentWaits;
   metrics: Metrics;
   now: () => number;
+  /** The console's log (console enabled): records each reply received. */
+  journal?: ConsoleJournal | undefined;
 }
 
 function pick(...values: unknown[]): string | undefined {
@@ -103,12 +106,13 @@ export async function callbackRoute(app: FastifyInstance, deps: CallbackRouteDep
         ...(messageId !== undefined ? { messageId } : {}),
         ...(receivedAt !== undefined ? { receivedAt } : {}),
       };
+      const eid = dedupKey ? `r:${dedupKey.slice(3)}` : `r:${randomUUID()}`;
       let queued: boolean;
       try {
         queued = await deps.queue.enqueue(
           openid,
           {
-            eid: dedupKey ? `r:${dedupKey.slice(3)}` : `r:${randomUUID()}`,
+            eid,
             kind: 'reply',
             data: JSON.stringify(data),
             at: deps.now(),
@@ -118,6 +122,7 @@ export async function callbackRoute(app: FastifyInstance, deps: CallbackRouteDep
       } catch (err) {
         throw new BridgeError('BRIDGE_QUEUE_UNAVAILABLE', 'queue unavailable, retry later', { cause: err });
       }
+      deps.journal?.reply(openid, eid, deps.now(), data, !queued);
       deps.metrics.callbacks.inc({ outcome: queued ? 'queued' : 'duplicate' });
       return reply.send({ ok: true, ...(queued ? {} : { duplicate: true }) });
     },

@@ -7,6 +7,7 @@ import {
   type WXBizMsgCrypt,
 } from '@moltage/wechat';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { ConsoleJournal } from '../adapters/console-journal.js';
 import type { RedisQueue } from '../adapters/queue.js';
 import { opensServiceWindow } from '../domain/route-message.js';
 import { BridgeError, httpReplyFor } from '../errors.js';
@@ -23,6 +24,8 @@ export interface WeChatRouteDeps {
   queue: RedisQueue;
   metrics: Metrics;
   now: () => number;
+  /** The console's log (console enabled): records each acked push, off the ack's latency. */
+  journal?: ConsoleJournal | undefined;
 }
 
 type Query = Record<string, string | undefined>;
@@ -182,6 +185,7 @@ export async function wechatRoutes(app: FastifyInstance, deps: WeChatRouteDeps):
       } catch (err) {
         throw new BridgeError('BRIDGE_QUEUE_UNAVAILABLE', 'queue unavailable, retry later', { cause: err });
       }
+      deps.journal?.push(msg, `m:${key}`, deps.now(), !queued);
       deps.metrics.pushes.inc({ outcome: queued ? 'queued' : 'duplicate' });
       if (!queued) deps.metrics.dedupHits.inc();
       deps.metrics.acks.inc();

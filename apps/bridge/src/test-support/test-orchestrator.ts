@@ -22,6 +22,8 @@ export interface TestVm {
   callback_url: string | null;
   callback_token: string | null;
   readyAt: number;
+  /** When it became `running` (null otherwise), as the real orchestrator reports it. */
+  started_at?: string | null;
 }
 
 export interface OrchestratorRequest {
@@ -74,8 +76,10 @@ export async function startTestOrchestrator(opts: {
   };
 
   const refresh = (vm: TestVm) => {
-    if (vm.state === 'creating' && Date.now() >= vm.readyAt)
+    if (vm.state === 'creating' && Date.now() >= vm.readyAt) {
       vm.state = orch.behavior.failVm ? 'error' : 'running';
+      vm.started_at = vm.state === 'running' ? new Date().toISOString() : null;
+    }
   };
 
   const server: Server = createServer(async (req, res) => {
@@ -93,8 +97,12 @@ export async function startTestOrchestrator(opts: {
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(data));
     };
+    if (req.method === 'GET' && path === '/health') {
+      const running = [...orch.vms.values()].filter((v) => v.state === 'running').length;
+      return send(200, { status: 'ok', driver: 'test', details: {}, vms: running });
+    }
     if (!authorized) return send(401, { error: 'unauthorized' });
-    const m = path.match(/^\/api\/v1\/vms(?:\/([^/]+))?(\/touch)?$/);
+    const m = path.match(/^\/api\/v1\/vms(?:\/([^/]+))?(\/touch|\/stop)?$/);
     if (!m) return send(404, { error: 'not found' });
     const userId = m[1] ? decodeURIComponent(m[1]) : undefined;
     const now = new Date().toISOString();
@@ -138,6 +146,11 @@ export async function startTestOrchestrator(opts: {
     if (!vm) return send(404, { error: 'no such VM' });
     if (req.method === 'GET' && !m[2]) {
       refresh(vm);
+      return send(200, view(vm));
+    }
+    if (req.method === 'POST' && m[2] === '/stop') {
+      vm.state = 'stopped';
+      vm.started_at = null;
       return send(200, view(vm));
     }
     if (req.method === 'POST' && m[2]) {

@@ -1,9 +1,10 @@
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { type ChildService, freePort, spawnService } from '@moltage/testkit';
 import { afterEach, describe, expect, it } from 'vitest';
+import { loadDemoSecrets } from './up.js';
 
 const BIN = resolve(import.meta.dirname, '../../../../bin/moltage.js');
 // The tiny test image (no agent) keeps this test fast; the agent image has its own end-to-end test.
@@ -49,6 +50,28 @@ describe('moltage up (demo mode)', () => {
 
     // Each service answers: bridge and orchestrator health, the gateway's SSH banner.
     expect((await fetch(`${bridge}/health`)).status).toBe(200);
+
+    // The console: its row names the URL and where the token is; the token logs in, and the
+    // health view reaches the orchestrator and the gateway's status port.
+    const consoleRow = out.match(/Console\s+(http:\/\/\S+)\s+\(token: "adminToken" in (\S+)\)/);
+    expect(consoleRow?.[1]).toBe(`${bridge}/admin`);
+    expect(consoleRow?.[2]).toBe(join(dataDir, 'demo-secrets.json'));
+    const { adminToken } = JSON.parse(await readFile(join(dataDir, 'demo-secrets.json'), 'utf8'));
+    const login = await fetch(`${bridge}/admin/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ token: adminToken }),
+      redirect: 'manual',
+    });
+    expect(login.status).toBe(303);
+    const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0] as string;
+    const overview = (await (
+      await fetch(`${bridge}/admin/api/overview`, { headers: { cookie } })
+    ).json()) as {
+      health: { orchestrator: { ok: boolean }; sshGateway: { ok: boolean; body: { status: string } } | null };
+    };
+    expect(overview.health.orchestrator.ok).toBe(true);
+    expect(overview.health.sshGateway).toMatchObject({ ok: true, body: { status: 'ok' } });
     const health = (await (await fetch(`${orch}/health`)).json()) as { driver: string | null };
     expect(health.driver).toBe('qemu');
     const banner = await new Promise<string>((res, rej) => {
@@ -113,6 +136,25 @@ describe('moltage up (demo mode)', () => {
     expect(up.output()).toMatch(/image is up to date/);
     expect(await readFile(join(dataDir, 'demo-secrets.json'), 'utf8')).toBe(first);
     expect(await readFile(join(dataDir, 'ssh-gateway', 'host_key.pub'), 'utf8')).toBe(hostKey);
+  });
+
+  it('adds an admin token to demo secrets written before the console existed, keeping the rest', async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'moltage-up-'));
+    const file = join(dataDir, 'demo-secrets.json');
+    const old = {
+      appId: 'wx0123456789abcdef',
+      appSecret: 'a'.repeat(32),
+      token: 'b'.repeat(24),
+      encodingAesKey: 'c'.repeat(43),
+      orchestratorToken: 'd'.repeat(48),
+    };
+    await writeFile(file, JSON.stringify(old), { mode: 0o600 });
+    const loaded = loadDemoSecrets(dataDir);
+    expect(loaded).toMatchObject(old);
+    expect(loaded.adminToken).toMatch(/^[0-9a-f]{48}$/);
+    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual(loaded);
+    expect((await stat(file)).mode & 0o077).toBe(0);
+    expect(loadDemoSecrets(dataDir)).toEqual(loaded);
   });
 
   it('refuses real-WeChat mode without the other credentials, in one line', async () => {

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { hostname, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -13,16 +13,33 @@ export interface DemoSecrets {
   token: string;
   encodingAesKey: string;
   orchestratorToken: string;
+  /** ADMIN_TOKEN of the bridge: the web console's login. */
+  adminToken: string;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** bin/moltage.js, from apps/cli/dist/commands. */
 export const MOLTAGE_BIN = resolve(here, '..', '..', '..', '..', 'bin', 'moltage.js');
 
-/** Loads the demo secrets from `dataDir`, creating them (mode 0600) on first use. */
+function writeSecrets(file: string, secrets: DemoSecrets): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600 });
+  renameSync(tmp, file);
+}
+
+/**
+ * Loads the demo secrets from `dataDir`, creating them (mode 0600) on first use; a file from an
+ * earlier release without `adminToken` gets one added.
+ */
 export function loadDemoSecrets(dataDir: string): DemoSecrets {
   const file = join(dataDir, 'demo-secrets.json');
-  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as DemoSecrets;
+  if (existsSync(file)) {
+    const found = JSON.parse(readFileSync(file, 'utf8')) as Partial<DemoSecrets>;
+    if (typeof found.adminToken === 'string' && found.adminToken.length >= 16) return found as DemoSecrets;
+    const upgraded = { ...found, adminToken: randomBytes(24).toString('hex') } as DemoSecrets;
+    writeSecrets(file, upgraded);
+    return upgraded;
+  }
   const secrets: DemoSecrets = {
     appId: `wx${randomBytes(8).toString('hex')}`,
     appSecret: randomBytes(16).toString('hex'),
@@ -30,9 +47,10 @@ export function loadDemoSecrets(dataDir: string): DemoSecrets {
     // 43 characters: base64 of 32 bytes without the trailing '='.
     encodingAesKey: randomBytes(32).toString('base64').replace(/=+$/, ''),
     orchestratorToken: randomBytes(24).toString('hex'),
+    adminToken: randomBytes(24).toString('hex'),
   };
   mkdirSync(dataDir, { recursive: true });
-  writeFileSync(file, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600 });
+  writeSecrets(file, secrets);
   return secrets;
 }
 
@@ -227,11 +245,17 @@ export async function bringUp(opts: UpOptions): Promise<StackInfo> {
         SSH_HOST: env.SSH_HOST ?? (demo ? '127.0.0.1' : hostname()),
         SSH_PORT: String(sshPort),
         VM_READY_TIMEOUT_MS: readyTimeoutMs,
+        ADMIN_TOKEN: env.ADMIN_TOKEN ?? secrets.adminToken,
+        SSH_GATEWAY_STATUS_URL: `http://127.0.0.1:${gwMetricsPort}`,
         ...(env.BIND_ALLOW_PRIVATE ? { BIND_ALLOW_PRIVATE: env.BIND_ALLOW_PRIVATE } : {}),
       },
       ready: { http: `${bridgeLocal}/health` },
     });
     rows.push(['Bridge', `${bridgeBase}  (WeChat pushes to ${bridgeBase}/wechat)`]);
+    rows.push([
+      'Console',
+      `${bridgeBase}/admin  (token: ${env.ADMIN_TOKEN ? 'ADMIN_TOKEN from your environment' : `"adminToken" in ${join(dataDir, 'demo-secrets.json')}`})`,
+    ]);
 
     if (demo) {
       opts.out(`starting the WeChat simulator and fake LLM on 127.0.0.1:${simPort}`);

@@ -13,6 +13,10 @@ export interface ResolvedImage {
   sshPort: number;
   sshUser: string;
   agentPort: number | null;
+  /** Guest memory the image asks for (manifest `memMib`), when it says. */
+  memMib?: number;
+  /** TCG translation cache the image asks for (manifest `tcgTbMib`), when it says. */
+  tcgTbMib?: number;
 }
 
 async function readable(p: string): Promise<boolean> {
@@ -58,6 +62,8 @@ export function imageResolver(opts: {
       sshPort: manifest?.sshPort ?? 22,
       sshUser: manifest?.sshUser ?? 'user',
       agentPort: manifest ? manifest.agentPort : 8789,
+      memMib: manifest?.memMib,
+      tcgTbMib: manifest?.tcgTbMib,
     };
   };
 }

@@ -13,7 +13,14 @@ export function tapRuleset(o: {
   subnet: Subnet;
   gatewayIp: string;
   callbackPort: number;
+  /** Addresses (the bridges and SSH gateways of other machines) allowed to open guest ports. */
+  ingressFrom?: string[];
+  guestPorts?: { ssh: number; agent: number };
 }): string {
+  const ingress =
+    o.ingressFrom && o.ingressFrom.length > 0 && o.guestPorts
+      ? `    oifname "${o.bridge}" ip saddr { ${o.ingressFrom.join(', ')} } tcp dport { ${o.guestPorts.ssh}, ${o.guestPorts.agent} } ct state new accept\n`
+      : '';
   const privateRanges =
     '{ 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16, 100.64.0.0/10, 127.0.0.0/8 }';
   return `table inet ${o.table} {
@@ -27,7 +34,7 @@ export function tapRuleset(o: {
     type filter hook forward priority 0; policy accept;
     iifname "${o.bridge}" oifname "${o.bridge}" drop
     oifname "${o.bridge}" ct state established,related accept
-    oifname "${o.bridge}" drop
+${ingress}    oifname "${o.bridge}" drop
     iifname "${o.bridge}" ip daddr ${privateRanges} drop
     iifname "${o.bridge}" accept
   }
@@ -61,6 +68,8 @@ export class TapNetwork implements NetworkProvider {
       gatewayIp: string;
       callbackPort: number;
       guestPorts: { ssh: number; agent: number };
+      /** VM_INGRESS_FROM: other machines allowed to reach guests' ssh and agent ports. */
+      ingressFrom?: string[];
     },
   ) {
     this.table = `moltage_${o.bridge.replace(/[^A-Za-z0-9_]/g, '_')}`;
@@ -138,8 +147,12 @@ export class TapNetwork implements NetworkProvider {
     return this.o.gatewayIp;
   }
 
+  /**
+   * Our TAPs (on this orchestrator's bridge) that `keep` does not name. TAPs on other bridges
+   * belong to other orchestrators on the same machine and are never listed.
+   */
   async orphans(keep: Set<string>): Promise<string[]> {
-    const out = await this.ip(['-o', 'link', 'show']);
+    const out = await this.ip(['-o', 'link', 'show', 'master', this.o.bridge]);
     const names = [...out.matchAll(/^\d+: ([^:@]+)[:@]/gm)].map((m) => m[1]!.trim());
     return names.filter((n) => TAP_PATTERN.test(n) && !keep.has(n));
   }

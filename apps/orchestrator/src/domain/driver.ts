@@ -55,6 +55,11 @@ export interface VmSpec {
   network: VmNetwork;
   /** Directory for this VM's sockets, pid file and console log. */
   runDir: string;
+  /**
+   * TCG translation cache (MiB) the image asks for (manifest `tcgTbMib`): a large JIT workload
+   * such as Node thrashes a small one. The operator's QEMU_TCG_TB_MIB wins.
+   */
+  tcgTbMib?: number;
 }
 
 /**

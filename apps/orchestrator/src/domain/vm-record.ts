@@ -16,6 +16,14 @@ export interface VmRecord {
   mem_mib: number;
   callback_url?: string | null;
   error?: string | null;
+  /** The host that owns the VM and its data disk (HOST_ID); absent on records from before. */
+  host_id?: string;
+  /** That host's orchestrator API (ORCHESTRATOR_PUBLIC_URL), as known when the record was written. */
+  host_url?: string | null;
+  /** When the running VM booted (null unless running): its uptime. */
+  started_at?: string | null;
+  /** Resident memory of its hypervisor process in MiB (GET only, from the owner host; else null). */
+  rss_mib?: number | null;
 }
 
 /** What the orchestrator keeps beside the record (in the same Redis value) to manage the VM. */
@@ -28,6 +36,8 @@ export interface VmRuntime {
   agentHostPort?: number;
   callbackToken?: string;
   startedAt?: string;
+  /** The IP pool (VM_SUBNET of the owner host) `ip` was taken from. */
+  subnet?: string;
 }
 
 export interface StoredVm extends VmRecord {
@@ -36,8 +46,8 @@ export interface StoredVm extends VmRecord {
 
 /** The public record (what the API returns): the stored value without runtime details. */
 export function publicRecord(vm: StoredVm): VmRecord {
-  const { runtime: _runtime, ...rec } = vm;
-  return rec;
+  const { runtime, ...rec } = vm;
+  return { ...rec, started_at: vm.state === 'running' ? (runtime.startedAt ?? null) : null };
 }
 
 /** User ids are WeChat openids or admin-chosen names: a safe file and key component. */

@@ -9,7 +9,7 @@ export function errorHandler(err: FastifyError | Error, req: FastifyRequest, rep
         { code: err.code, err: err.message, cause: (err.cause as Error | undefined)?.message },
         'request failed',
       );
-    reply.code(err.statusCode).send({ code: err.code, message: err.message });
+    reply.code(err.statusCode).send({ code: err.code, message: err.message, ...err.details });
     return;
   }
   const fe = err as FastifyError;

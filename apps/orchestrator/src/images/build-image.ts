@@ -37,7 +37,7 @@ const BUILDER_VERSION = 2;
 /** The repository's `images/` folder (guest init, tiny image files); same depth from src/ and dist/. */
 export const IMAGES_SOURCE_DIR = fileURLToPath(new URL('../../../../images/', import.meta.url));
 
-const KERNEL_META = 'linux-image-cloud-amd64';
+export const KERNEL_META = 'linux-image-cloud-amd64';
 const TINY_PACKAGES = [
   'busybox-static',
   'dropbear-bin',
@@ -50,7 +50,7 @@ const TINY_PACKAGES = [
   'zlib1g',
 ];
 /** virtio (PCI for QEMU, MMIO for Firecracker), overlay root, ACPI power button. */
-const INITRD_MODULES = [
+export const INITRD_MODULES = [
   'virtio_pci',
   'virtio_mmio',
   'virtio_blk',
@@ -76,7 +76,8 @@ export interface ImageProgress {
 }
 
 export interface BuildImageOptions {
-  kind: 'tiny';
+  /** `tiny`: busybox + dropbear test image; `agent`: Debian + OpenClaw + the Moltage plugin (agent-image.ts). */
+  kind: 'tiny' | 'agent';
   /** `VM_IMAGE_DIR`; the image lands in `<imageDir>/<kind>/`. */
   imageDir: string;
   onProgress?: (p: ImageProgress) => void;
@@ -94,7 +95,7 @@ export interface BuiltImage {
   cached: boolean;
 }
 
-async function exists(p: string): Promise<boolean> {
+export async function exists(p: string): Promise<boolean> {
   try {
     await access(p, constants.F_OK);
     return true;
@@ -103,7 +104,7 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
-async function listFiles(dir: string): Promise<string[]> {
+export async function listFiles(dir: string): Promise<string[]> {
   const out: string[] = [];
   const walk = async (d: string) => {
     for (const e of await readdir(d, { withFileTypes: true })) {
@@ -132,7 +133,7 @@ async function inputHash(kind: string, packages: DebPackage[]): Promise<string> 
 }
 
 /** A directory lock (mkdir is atomic) so two builds into one image dir never interleave. */
-async function withBuildLock<T>(lockDir: string, fn: () => Promise<T>): Promise<T> {
+export async function withBuildLock<T>(lockDir: string, fn: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + 20 * 60_000;
   for (;;) {
     try {
@@ -177,7 +178,7 @@ async function installBusybox(root: string, busybox: string): Promise<void> {
   }
 }
 
-async function dirSizeBytes(dir: string): Promise<number> {
+export async function dirSizeBytes(dir: string): Promise<number> {
   const out = (await run('du', ['-sb', dir])).stdout.toString();
   return Number(out.split(/\s/)[0]);
 }
@@ -187,11 +188,57 @@ async function gzipFile(src: string, dest: string): Promise<void> {
 }
 
 /**
+ * Writes the initrd every image uses (gzip'd newc cpio): static busybox, the generic guest init
+ * (`images/guest/init`) as `/init`, and the virtio/overlay modules with their load order.
+ * Returns the module names in load order.
+ */
+export async function writeInitrd(opts: {
+  /** Empty staging directory. */
+  dir: string;
+  /** A static busybox binary. */
+  busybox: string;
+  /** The kernel's `lib/modules/<version>`. */
+  modulesDir: string;
+  out: string;
+}): Promise<string[]> {
+  const initrd = opts.dir;
+  await mkdir(join(initrd, 'bin'), { recursive: true });
+  await copyFile(opts.busybox, join(initrd, 'bin/busybox'));
+  await chmod(join(initrd, 'bin/busybox'), 0o755);
+  await installBusybox(initrd, join(initrd, 'bin/busybox'));
+  for (const d of ['dev', 'proc', 'sys', 'run', 'mnt', 'newroot', 'lib/moltage-modules']) {
+    await mkdir(join(initrd, d), { recursive: true });
+  }
+  await copyFile(join(IMAGES_SOURCE_DIR, 'guest/init'), join(initrd, 'init'));
+  await chmod(join(initrd, 'init'), 0o755);
+  const modules = await resolveModules(opts.modulesDir, INITRD_MODULES);
+  for (const m of modules) await copyFile(m.path, join(initrd, 'lib/moltage-modules', `${m.name}.ko`));
+  await writeFile(
+    join(initrd, 'lib/moltage-modules/load-order'),
+    `${modules.map((m) => m.name).join('\n')}\n`,
+  );
+  const entries = (await run('find', ['.', '-mindepth', '1'], { cwd: initrd })).stdout;
+  const cpioPath = `${initrd}.cpio`;
+  const cpioOut = await run('cpio', ['--quiet', '-o', '-H', 'newc', '-R', '0:0'], {
+    cwd: initrd,
+    input: entries,
+  });
+  await writeFile(cpioPath, cpioOut.stdout);
+  await gzipFile(cpioPath, opts.out);
+  await rm(cpioPath, { force: true });
+  return modules.map((m) => m.name);
+}
+
+/**
  * Builds (or reuses) a guest image in `<imageDir>/<kind>/`: `vmlinuz`, `initrd.img`,
  * `rootfs.ext4` and `manifest.json`. Only Debian packages are used (apt-get download +
  * dpkg-deb -x); nothing is mounted. See images/README.md for the guest contract.
  */
 export async function buildImage(opts: BuildImageOptions): Promise<BuiltImage> {
+  if (opts.kind === 'agent') {
+    const { buildAgentImage } = await import('./agent-image.js');
+    return buildAgentImage(opts);
+  }
   const progress = opts.onProgress ?? (() => {});
   if (opts.kind !== 'tiny') throw new ImageBuildError(`unknown image kind ${String(opts.kind)}`);
   const kind = opts.kind;
@@ -237,7 +284,7 @@ export async function buildImage(opts: BuildImageOptions): Promise<BuiltImage> {
   });
 }
 
-function describe(dir: string, manifest: ImageManifest, cached: boolean): BuiltImage {
+export function describe(dir: string, manifest: ImageManifest, cached: boolean): BuiltImage {
   return {
     dir,
     kernelPath: join(dir, manifest.kernel),
@@ -332,29 +379,12 @@ async function buildInto(
 
   // Initrd: busybox, the generic guest init, virtio/overlay modules.
   progress({ step: 'initrd', message: 'building initrd.img' });
-  await mkdir(join(initrd, 'bin'), { recursive: true });
-  await copyFile(join(rootfs, 'bin/busybox'), join(initrd, 'bin/busybox'));
-  await chmod(join(initrd, 'bin/busybox'), 0o755);
-  await installBusybox(initrd, join(initrd, 'bin/busybox'));
-  for (const d of ['dev', 'proc', 'sys', 'run', 'mnt', 'newroot', 'lib/moltage-modules']) {
-    await mkdir(join(initrd, d), { recursive: true });
-  }
-  await copyFile(join(IMAGES_SOURCE_DIR, 'guest/init'), join(initrd, 'init'));
-  await chmod(join(initrd, 'init'), 0o755);
-  const modules = await resolveModules(join(kernelRoot, 'lib/modules', kernelVersion), INITRD_MODULES);
-  for (const m of modules) await copyFile(m.path, join(initrd, 'lib/moltage-modules', `${m.name}.ko`));
-  await writeFile(
-    join(initrd, 'lib/moltage-modules/load-order'),
-    `${modules.map((m) => m.name).join('\n')}\n`,
-  );
-  const entries = (await run('find', ['.', '-mindepth', '1'], { cwd: initrd })).stdout;
-  const cpioPath = join(work, 'initrd.cpio');
-  const cpioOut = await run('cpio', ['--quiet', '-o', '-H', 'newc', '-R', '0:0'], {
-    cwd: initrd,
-    input: entries,
+  const moduleNames = await writeInitrd({
+    dir: initrd,
+    busybox: join(rootfs, 'bin/busybox'),
+    modulesDir: join(kernelRoot, 'lib/modules', kernelVersion),
+    out: join(out, 'initrd.img'),
   });
-  await writeFile(cpioPath, cpioOut.stdout);
-  await gzipFile(cpioPath, join(out, 'initrd.img'));
   await copyFile(join(kernelRoot, 'boot', vmlinuz), join(out, 'vmlinuz'));
   progress({ step: 'initrd', message: 'extracting the ELF vmlinux (for Firecracker)' });
   await extractVmlinux(join(out, 'vmlinuz'), join(out, 'vmlinux'));
@@ -373,7 +403,7 @@ async function buildInto(
     sshPort: 22,
     agentPort: null,
     packages,
-    modules: modules.map((m) => m.name),
+    modules: moduleNames,
     sizes: {
       kernelBytes: (await stat(join(out, 'vmlinuz'))).size,
       vmlinuxBytes: (await stat(join(out, 'vmlinux'))).size,

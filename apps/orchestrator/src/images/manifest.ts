@@ -20,6 +20,10 @@ export const imageManifestSchema = z.object({
   sshPort: z.number().int(),
   /** Guest port of the agent webhook, or null when the image has no agent (tiny). */
   agentPort: z.number().int().nullable(),
+  /** Guest memory the image needs by default (used when DEFAULT_MEM_MIB is not set). */
+  memMib: z.number().int().positive().optional(),
+  /** QEMU TCG translation cache (MiB) the image needs (used when QEMU_TCG_TB_MIB is not set). */
+  tcgTbMib: z.number().int().positive().optional(),
   packages: z.array(z.object({ name: z.string(), version: z.string(), sha256: z.string() })),
   modules: z.array(z.string()),
   sizes: z.object({

@@ -2,6 +2,23 @@ import type { VmControl } from '../domain/ports.js';
 import { parseVmRecord, type VmView } from '../domain/route.js';
 import { GatewayError } from '../errors.js';
 
+/**
+ * A failed orchestrator call with what the host router needs: the HTTP status and the
+ * orchestrator's error `code` (`ORCH_MAX_VMS`, `ORCH_VM_ON_OTHER_HOST`, …), or `unreachable`.
+ */
+export class OrchestratorCallError extends GatewayError {
+  constructor(
+    code: 'SSHGW_ORCH_UNAVAILABLE' | 'SSHGW_ORCH_REJECTED',
+    message: string,
+    readonly status: number | null,
+    readonly orchCode: string | null,
+    readonly unreachable: boolean,
+    opts: { userMessage?: string; cause?: unknown } = {},
+  ) {
+    super(code, message, opts);
+  }
+}
+
 /** The orchestrator API (DESIGN.md "Orchestrator API"), with the bearer token when one is set. */
 export class OrchestratorClient implements VmControl {
   constructor(
@@ -52,18 +69,28 @@ export class OrchestratorClient implements VmControl {
       });
     } catch (err) {
       const why = timeout.aborted ? `timed out after ${timeoutMs} ms` : errorText(err);
-      throw new GatewayError('SSHGW_ORCH_UNAVAILABLE', `orchestrator ${method} ${path} failed: ${why}`, {
-        cause: err,
-        userMessage: timeout.aborted
-          ? 'Your VM did not start in time. Please try again in a minute.'
-          : 'The VM service is not reachable right now. Please try again later.',
-      });
+      throw new OrchestratorCallError(
+        'SSHGW_ORCH_UNAVAILABLE',
+        `orchestrator ${method} ${path} failed: ${why}`,
+        null,
+        null,
+        !timeout.aborted && !signal?.aborted,
+        {
+          cause: err,
+          userMessage: timeout.aborted
+            ? 'Your VM did not start in time. Please try again in a minute.'
+            : 'The VM service is not reachable right now. Please try again later.',
+        },
+      );
     }
     const text = await res.text().catch(() => '');
     if (!res.ok) {
-      throw new GatewayError(
+      throw new OrchestratorCallError(
         'SSHGW_ORCH_REJECTED',
         `orchestrator ${method} ${path} answered ${res.status}: ${text.slice(0, 300)}`,
+        res.status,
+        errorCode(text),
+        false,
         { userMessage: startFailureMessage(res.status) },
       );
     }
@@ -84,6 +111,16 @@ function startFailureMessage(status: number): string {
   if (status === 401 || status === 403)
     return 'The SSH gateway is misconfigured. Please contact the operator.';
   return 'Your VM could not be started. Please try again later.';
+}
+
+/** The `code` of an orchestrator error body (`{"code","message"}`), if there is one. */
+function errorCode(text: string): string | null {
+  try {
+    const body = JSON.parse(text) as { code?: unknown } | null;
+    return typeof body?.code === 'string' ? body.code : null;
+  } catch {
+    return null;
+  }
 }
 
 function errorText(err: unknown): string {

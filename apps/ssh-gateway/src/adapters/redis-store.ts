@@ -47,6 +47,14 @@ end
 return out
 `);
 
+/** DECR each counter that is above zero (undoes a RECORD_FAILURE of an attempt that did not fail). */
+const RELEASE_FAILURE = new LuaScript(`
+for _, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') > 0 then redis.call('DECR', key) end
+end
+return 0
+`);
+
 async function redisCall<T>(what: string, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
@@ -99,6 +107,12 @@ export class RedisFailureCounter implements FailureCounter {
       RECORD_FAILURE.run(this.redis, list, [this.windowS]),
     )) as number[];
     return { ip: Number(out[0] ?? 0), user: openid === null ? null : Number(out[1] ?? 0) };
+  }
+
+  async release(address: string, openid: string | null): Promise<void> {
+    const list = [keys.authFailIp(address)];
+    if (openid !== null) list.push(keys.authFailUser(openid));
+    await redisCall('DECR sshfail', () => RELEASE_FAILURE.run(this.redis, list, []));
   }
 }
 

@@ -16,6 +16,8 @@ export interface CredentialStore {
 export interface FailureCounter {
   counts(address: string, openid: string | null): Promise<FailureCounts>;
   record(address: string, openid: string | null): Promise<FailureCounts>;
+  /** Takes back one `record` (an attempt counted up front that did not fail). */
+  release(address: string, openid: string | null): Promise<void>;
 }
 
 export interface HostKeyPins {

@@ -58,8 +58,14 @@ export class Authenticator {
     const logUser = openid ?? '<invalid name>';
     const method: AuthMethod = attempt.method;
 
-    const blocked = loginBlockedBy(await this.d.failures.counts(attempt.address, openid), this.d.limits);
+    // Count the attempt before the (slow) check, atomically, so parallel connections cannot all
+    // slip under the limit; an attempt that turns out not to fail is taken back below.
+    const counted = await this.d.failures.record(attempt.address, openid);
+    const before = { ip: counted.ip - 1, user: counted.user === null ? null : counted.user - 1 };
+    const release = () => this.d.failures.release(attempt.address, openid);
+    const blocked = loginBlockedBy(before, this.d.limits);
     if (blocked) {
+      await release();
       this.d.metrics.authFailed(method, 'rate_limited');
       this.d.logger.warn(
         { ip: attempt.address, openid: logUser, method, limit: blocked },
@@ -73,20 +79,24 @@ export class Authenticator {
       outcome = await this.#password(openid, attempt.password);
     } else {
       outcome = await this.#publicKey(openid, attempt);
-      if (outcome.result === 'key-ok') return outcome;
     }
-
+    if (outcome.result === 'key-ok') {
+      await release();
+      return outcome;
+    }
     if (outcome.result === 'accept') {
+      await release();
       this.d.metrics.authSucceeded(method);
       return outcome;
     }
-    if (outcome.result === 'reject' && outcome.failure) {
-      const counts = await this.d.failures.record(attempt.address, openid);
+    if (outcome.failure) {
       this.d.metrics.authFailed(method, 'invalid');
       this.d.logger.warn(
-        { ip: attempt.address, openid: logUser, method, reason: outcome.reason, failures: counts },
+        { ip: attempt.address, openid: logUser, method, reason: outcome.reason, failures: counted },
         'login failed',
       );
+    } else {
+      await release();
     }
     return outcome;
   }

@@ -17,12 +17,23 @@ export interface QemuDriverOptions {
   probeCacheFile: string;
   /** Force an accelerator instead of probing. */
   accel?: 'auto' | 'kvm' | 'tcg';
-  /** TCG translation cache per VM (QEMU's default is 1 GiB); bounds idle RSS under TCG. */
+  /**
+   * TCG translation cache per VM in MiB (QEMU_TCG_TB_MIB; 0 = QEMU's default of 1 GiB). Unset:
+   * what the image asks for (`VmSpec.tcgTbMib`), else 32, which bounds idle RSS under TCG.
+   */
   tcgTbMib?: number;
   logger: Logger;
 }
 
 export type QemuAccel = 'kvm' | 'tcg';
+
+/**
+ * TCG translation cache in MiB for a VM: the operator's QEMU_TCG_TB_MIB, else what the image
+ * asks for, else 32 (bounds idle RSS). 0 = QEMU's own default (1 GiB).
+ */
+export function tcgTbMibFor(operatorMib: number | undefined, imageMib: number | undefined): number {
+  return operatorMib ?? imageMib ?? 32;
+}
 
 /** The QEMU command line for a VM (pure; exported for tests and `moltage doctor`). */
 export function qemuArgs(
@@ -154,7 +165,9 @@ export class QemuDriver implements VmDriver {
     };
     await rm(files.qmpSocket, { force: true });
     await rm(files.pidFile, { force: true });
-    const args = qemuArgs(spec, this.accel, files, { tcgTbMib: this.opts.tcgTbMib });
+    const args = qemuArgs(spec, this.accel, files, {
+      tcgTbMib: tcgTbMibFor(this.opts.tcgTbMib, spec.tcgTbMib),
+    });
     // -daemonize: QEMU reports set-up errors on stderr and exits non-zero; on success the
     // parent exits 0 and the VM lives on in its own session, surviving our own restart.
     const stderr = await new Promise<string>((resolve, reject) => {

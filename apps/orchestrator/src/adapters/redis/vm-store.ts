@@ -42,11 +42,22 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `;
 
-/** VM records, IP pool, MAX_VMS slots and per-user locks in Redis. */
+/** Deletes the lock only when its value starts with ARGV[1] (the owner host's prefix). */
+const RELEASE_LOCK_IF_PREFIX = `
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, string.len(ARGV[1])) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`;
+
+/**
+ * VM records, IP pool, MAX_VMS slots and per-user locks in Redis. Records and locks are shared
+ * by all hosts; the slot set and the IP pool are this host's (`hostId`, `subnetCidr`).
+ */
 export class VmStore {
   constructor(
     private readonly redis: Redis,
     private readonly subnetCidr: string,
+    readonly hostId: string,
   ) {}
 
   async get(userId: string): Promise<StoredVm | undefined> {
@@ -62,12 +73,13 @@ export class VmStore {
       .exec();
   }
 
-  async remove(userId: string): Promise<void> {
+  /** Forgets the record; `hostId` is the host whose slot it may hold (this host by default). */
+  async remove(userId: string, hostId = this.hostId): Promise<void> {
     await this.redis
       .multi()
       .del(keys.vm(userId))
       .srem(keys.vmIndex(), userId)
-      .srem(keys.vmActive(), userId)
+      .srem(keys.vmActive(hostId), userId)
       .exec();
   }
 
@@ -92,8 +104,9 @@ export class VmStore {
     return typeof ip === 'string' ? ip : null;
   }
 
-  async releaseIp(ip: string, userId: string): Promise<void> {
-    await this.redis.eval(RELEASE_IF_OWNER, 1, keys.ipPool(this.subnetCidr), ip, userId);
+  /** Frees `ip` if `userId` holds it, in this host's pool or in `subnetCidr`'s. */
+  async releaseIp(ip: string, userId: string, subnetCidr = this.subnetCidr): Promise<void> {
+    await this.redis.eval(RELEASE_IF_OWNER, 1, keys.ipPool(subnetCidr), ip, userId);
   }
 
   async ipAllocations(): Promise<Record<string, string>> {
@@ -101,15 +114,21 @@ export class VmStore {
   }
 
   async reserveSlot(userId: string, maxVms: number): Promise<boolean> {
-    return (await this.redis.eval(RESERVE_SLOT, 1, keys.vmActive(), userId, String(maxVms))) !== 0;
+    return (await this.redis.eval(RESERVE_SLOT, 1, keys.vmActive(this.hostId), userId, String(maxVms))) !== 0;
   }
 
-  async releaseSlot(userId: string): Promise<void> {
-    await this.redis.srem(keys.vmActive(), userId);
+  async releaseSlot(userId: string, hostId = this.hostId): Promise<void> {
+    await this.redis.srem(keys.vmActive(hostId), userId);
   }
 
+  /** Users whose VM holds a slot on this host. */
   async activeUserIds(): Promise<string[]> {
-    return this.redis.smembers(keys.vmActive());
+    return this.redis.smembers(keys.vmActive(this.hostId));
+  }
+
+  /** Removes the single-host `vms:active` set of releases before the host registry. */
+  async dropLegacyActive(): Promise<void> {
+    await this.redis.del(keys.legacyVmActive());
   }
 
   async tryLock(userId: string, token: string, ttlMs: number): Promise<boolean> {
@@ -120,14 +139,18 @@ export class VmStore {
     await this.redis.eval(RELEASE_LOCK, 1, keys.vmLock(userId), token);
   }
 
-  /** Removes every per-user lock (locks left by a previous, dead orchestrator process). */
-  async clearLocks(): Promise<number> {
+  /**
+   * Removes the per-user locks whose value starts with `ownerPrefix` (`<host id>:`): the locks a
+   * previous, dead orchestrator process of this host left. Other hosts' locks stay.
+   */
+  async clearLocks(ownerPrefix: string): Promise<number> {
     let cursor = '0';
     let n = 0;
     do {
       const [next, found] = await this.redis.scan(cursor, 'MATCH', keys.lockPattern(), 'COUNT', 200);
       cursor = next;
-      if (found.length > 0) n += await this.redis.del(...found);
+      for (const key of found)
+        n += Number(await this.redis.eval(RELEASE_LOCK_IF_PREFIX, 1, key, ownerPrefix));
     } while (cursor !== '0');
     return n;
   }

@@ -115,65 +115,6 @@ async function answers(h: Harness, openids: string[]): Promise<string[][]> {
 }
 
 describe('faults under a steady stream of users', () => {
-  it('SIGKILL of one of two bridges mid-stream: every acked message is answered, in order, with at most the one send the kill interrupted repeated', async () => {
-    h = await startHarness({ bridge: false, messageBudget: 100 });
-    const lb = await startBalancer();
-    const a = await h.spawnBridge({ BRIDGE_BASE_URL: lb.url });
-    const b = await h.spawnBridge({ BRIDGE_BASE_URL: lb.url });
-    lb.backends.push(a.url, b.url);
-    h.pointSimAt(lb.url);
-    h.agent.behavior = (r) => ({ replyDelayMs: (Number(String(r.payload.text).split('-m')[1]) % 3) * 50 });
-    const openids: string[] = [];
-    for (let i = 0; i < USERS; i++) openids.push(await h.newUser());
-    let killed = false;
-    const acked = await stream(h, openids, async (sent) => {
-      if (!killed && sent >= (USERS * MESSAGES) / 3) {
-        killed = true;
-        // The balancer sends WeChat's pushes (and retries) and the callbacks to the survivor.
-        await a.svc.stop('SIGKILL');
-      }
-    });
-    expect(killed).toBe(true);
-    // WeChat retries unanswered pushes, so most are acked even across the kill (how many depends on
-    // the machine's load against the simulator's short push timeout: this is not a speed test);
-    // what is not acked must not be answered twice either.
-    expect(acked.size).toBeGreaterThan(USERS * MESSAGES * 0.5);
-    let missing: string[] = [];
-    await waitFor(
-      async () => {
-        const got = (await answers(h as Harness, openids)).flat();
-        missing = [...acked].filter((t) => !got.includes(`收到：${t}`));
-        return missing.length === 0;
-      },
-      { timeoutMs: 90_000, what: 'an answer to every acked message' },
-    ).catch(() => {});
-    const diag = missing.map((t) => {
-      const reqs = h?.agent.requests.filter((r) => r.payload.text === t) ?? [];
-      return `${t}: dispatched ${reqs.length}× accepted ${reqs.filter((r) => r.accepted).length}`;
-    });
-    const cbStatuses = h.agent.callbacks.map((c) => c.status).filter((s) => s !== 200);
-    expect(
-      diag,
-      `unanswered; queue depth ${await h.r.get('queue:depth')}; non-200 callbacks ${JSON.stringify(cbStatuses)}; waits ${JSON.stringify(await h.r.keys('waits:*'))}`,
-    ).toEqual([]);
-    await h.idle(30_000);
-    const all = await answers(h, openids);
-    let duplicates = 0;
-    for (const [u, texts] of all.entries()) {
-      const replies = texts.filter((t) => t.startsWith('收到：'));
-      duplicates += replies.length - new Set(replies).size;
-      // Per user in the order sent (a repeat can only sit right after the original).
-      const order = replies.map((t) => Number(t.split('-m')[1]));
-      expect(order, `user ${u}: ${JSON.stringify(texts)}`).toEqual([...order].sort((x, y) => x - y));
-    }
-    // The one window the bridge cannot close (README, "Exactly-once sending"): WeChat accepted a
-    // message and the process died before recording it. One kill can repeat at most the sends it
-    // interrupted — at most one per user in flight; here, in practice, zero or one.
-    expect(duplicates).toBeLessThanOrEqual(1);
-    expect(b.svc.output()).not.toMatch(/"level":60/);
-    await lb.close();
-  }, 180_000);
-
   it('WeChat errors (40001, 42001, 45009, HTTP 500, timeouts) and a slow or failing agent: one answer per message, no duplicates', async () => {
     h = await startHarness({ messageBudget: 100, env: { AGENT_REPLY_TIMEOUT_MS: '4000' } });
     const openids: string[] = [];

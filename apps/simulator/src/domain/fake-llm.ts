@@ -214,13 +214,13 @@ export const AGENT_INTERNAL_CONTEXT_MARKER = '<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT
 
 /** Text of the last user input of a Responses API `input` (a string, or a list of items). */
 export function lastUserTextOfResponsesInput(input: unknown): string | null {
-  if (typeof input === 'string') return input;
+  if (typeof input === 'string') return personText(input);
   if (!Array.isArray(input)) return null;
   for (let i = input.length - 1; i >= 0; i--) {
     const item = input[i] as Record<string, unknown> | null;
     if (!item || typeof item !== 'object') continue;
     const isMessage = item['type'] === undefined || item['type'] === 'message';
-    if (isMessage && item['role'] === 'user') return partsText(item['content']) ?? '';
+    if (isMessage && item['role'] === 'user') return personText(partsText(item['content']) ?? '');
   }
   return null;
 }

@@ -88,6 +88,41 @@ export function registerFakeLlm(app: FastifyInstance, ctx: RouteContext): void {
     return { id: model, object: 'model', created: 1_700_000_000, owned_by: 'moltage-sim' };
   });
 
+  /**
+   * The scripted answer to a request: waits its delay, records the request, and answers a
+   * scripted error itself (then returns null); otherwise returns the text to send.
+   */
+  async function answerScripted(
+    reply: FastifyReply,
+    endpoint: 'chat_completions' | 'responses',
+    model: string,
+    stream: boolean,
+    lastUserText: string | null,
+    body: Record<string, unknown>,
+  ): Promise<string | null> {
+    const answer = scriptAnswer(lastUserText);
+    const record = (status: number, text: string) =>
+      sim.recordLlmRequest({
+        endpoint,
+        model,
+        stream,
+        lastUserText,
+        hadTools: Array.isArray(body['tools']) && body['tools'].length > 0,
+        status,
+        answerBytes: Buffer.byteLength(text, 'utf8'),
+        answerPreview: text.slice(0, 200),
+        body,
+      });
+    await sleep(answer.delayMs, ctx.closing);
+    if (answer.kind === 'error') {
+      record(answer.status, '');
+      await reply.code(answer.status).send(openAiError(answer.status));
+      return null;
+    }
+    record(200, answer.text);
+    return answer.text;
+  }
+
   app.post('/v1/chat/completions', async (req, reply) => {
     if (!(await gate('chat_completions', req, reply))) return reply;
     const body = req.body as Record<string, unknown> | null;
@@ -103,25 +138,8 @@ export function registerFakeLlm(app: FastifyInstance, ctx: RouteContext): void {
     const model = body['model'];
     const stream = body['stream'] === true;
     const lastUserText = lastUserTextOfChat(body['messages']);
-    const answer = scriptAnswer(lastUserText);
-    const record = (status: number, text: string) =>
-      sim.recordLlmRequest({
-        endpoint: 'chat_completions',
-        model,
-        stream,
-        lastUserText,
-        hadTools: Array.isArray(body['tools']) && body['tools'].length > 0,
-        status,
-        answerBytes: Buffer.byteLength(text, 'utf8'),
-        answerPreview: text.slice(0, 200),
-        body,
-      });
-    await sleep(answer.delayMs, ctx.closing);
-    if (answer.kind === 'error') {
-      record(answer.status, '');
-      return reply.code(answer.status).send(openAiError(answer.status));
-    }
-    const text = answer.text;
+    const text = await answerScripted(reply, 'chat_completions', model, stream, lastUserText, body);
+    if (text === null) return reply;
     const id = `chatcmpl-${randomBytes(12).toString('base64url')}`;
     const created = Math.floor(Date.now() / 1000);
     const promptTokens = approxTokens(JSON.stringify(body['messages']));
@@ -138,7 +156,6 @@ export function registerFakeLlm(app: FastifyInstance, ctx: RouteContext): void {
         rejected_prediction_tokens: 0,
       },
     };
-    record(200, text);
     if (!stream) {
       return {
         id,
@@ -202,26 +219,8 @@ export function registerFakeLlm(app: FastifyInstance, ctx: RouteContext): void {
     const model = body['model'];
     const stream = body['stream'] === true;
     const lastUserText = lastUserTextOfResponsesInput(body['input']);
-    const answer = scriptAnswer(lastUserText);
-    const record = (status: number, text: string) =>
-      sim.recordLlmRequest({
-        endpoint: 'responses',
-        model,
-        stream,
-        lastUserText,
-        hadTools: Array.isArray(body['tools']) && body['tools'].length > 0,
-        status,
-        answerBytes: Buffer.byteLength(text, 'utf8'),
-        answerPreview: text.slice(0, 200),
-        body,
-      });
-    await sleep(answer.delayMs, ctx.closing);
-    if (answer.kind === 'error') {
-      record(answer.status, '');
-      return reply.code(answer.status).send(openAiError(answer.status));
-    }
-    const text = answer.text;
-    record(200, text);
+    const text = await answerScripted(reply, 'responses', model, stream, lastUserText, body);
+    if (text === null) return reply;
     const respId = `resp_${randomBytes(16).toString('hex')}`;
     const msgId = `msg_${randomBytes(16).toString('hex')}`;
     const createdAt = Math.floor(Date.now() / 1000);

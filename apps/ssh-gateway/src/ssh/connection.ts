@@ -15,10 +15,13 @@ import type { VmControl, VmDirectory } from '../domain/ports.js';
 import { type RouteOptions, resolveUpstream, type UpstreamTarget } from '../domain/route.js';
 import { GatewayError, userMessageOf } from '../errors.js';
 import type { ChannelKind, GatewayMetrics } from '../metrics.js';
-import { finishClientChannel, notice, relayChannel } from './relay.js';
+import { abortClientChannel, finishClientChannel, notice, relayChannel } from './relay.js';
 
 export const BOOT_NOTICE =
   'moltage: starting your VM, this takes a few seconds… / 正在启动你的虚拟机，请稍候…\n';
+/** How long an idle connection waits for its closing notice to be written. */
+const NOTICE_FLUSH_MS = 2_000;
+
 export const IDLE_NOTICE = 'moltage: closing the connection after a long time without activity.\n';
 
 export interface UserConnectionDeps {
@@ -69,8 +72,15 @@ export class UserConnection extends EventEmitter {
       const timer = setInterval(() => {
         if (Date.now() - this.#lastActivityMs >= d.idleTimeoutMs) {
           d.log.info({ idleMs: Date.now() - this.#lastActivityMs }, 'closing idle connection');
-          for (const { down, crlf } of this.#sessions) notice(down, IDLE_NOTICE, crlf());
-          this.close();
+          for (const t of this.#timers) clearInterval(t);
+          // Tell every open session why, and close it, before the connection goes: OpenSSH exits on
+          // a disconnect without printing stderr it has read but not written yet, while a closed
+          // channel is drained first.
+          const closed = [...this.#sessions].map(({ down, crlf }) =>
+            abortClientChannel(down, IDLE_NOTICE, crlf()),
+          );
+          const cap = new Promise((resolve) => setTimeout(resolve, NOTICE_FLUSH_MS).unref());
+          void Promise.race([Promise.all(closed), cap]).then(() => this.close());
         }
       }, every);
       timer.unref();

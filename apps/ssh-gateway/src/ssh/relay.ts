@@ -65,6 +65,22 @@ export function notice(down: ServerChannel, text: string, crlf: boolean): void {
 }
 
 /**
+ * Ends a client channel from the gateway's side: the notice, exit status 255, then the close.
+ * Resolves once the client has closed its end, so its output has been written out.
+ */
+export function abortClientChannel(down: ServerChannel, text: string, crlf: boolean): Promise<void> {
+  const gone = onceEvent(down, 'close');
+  notice(down, text, crlf);
+  try {
+    down.exit(255);
+  } catch {
+    // The channel is already on its way out.
+  }
+  down.close();
+  return gone;
+}
+
+/**
  * Connects a client channel with the matching VM channel. Data flows through `pipe`, so each
  * side only reads as fast as the other side's SSH window allows (ssh2 stops adjusting the window
  * of a paused channel): at most one channel window is buffered per direction. EOF from the client

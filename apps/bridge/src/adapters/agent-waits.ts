@@ -41,8 +41,10 @@ return 1
 
 /**
  * Messages waiting for an agent's reply: `waits:<openid>` (hash eid → JSON) and `waits:due`
- * (sorted set by deadline). A reply clears the wait; a wait past its deadline becomes a
- * "timed out" notice in the user's inbox (exactly once, whichever process sweeps first).
+ * (sorted set by deadline). A reply ends the wait (atomically with queueing it, see
+ * RedisQueue.enqueue); a wait past its deadline becomes a "timed out" notice in the user's inbox
+ * (exactly once, whichever process sweeps first). While a wait exists, the user's later messages
+ * stay queued (RedisQueue: answers go out in the order the messages came).
  */
 export class AgentWaits {
   constructor(private readonly redis: Redis) {}
@@ -53,6 +55,15 @@ export class AgentWaits {
       .hset(keys.waits(openid), eid, JSON.stringify(wait))
       .zadd(keys.waitsDue(), wait.deadline, `${openid}\t${eid}`)
       .exec();
+  }
+
+  /** The wait of one message (or all of the user's when `eid` is absent), without ending it. */
+  async peek(openid: string, eid?: string): Promise<Wait[]> {
+    const raw =
+      eid === undefined
+        ? await this.redis.hvals(keys.waits(openid))
+        : [await this.redis.hget(keys.waits(openid), eid)].filter((v): v is string => v !== null);
+    return raw.map((s) => JSON.parse(s) as Wait);
   }
 
   /** Clears one wait (or all of the user's when `eid` is absent); returns what was cleared. */

@@ -33,7 +33,7 @@ return redis.call('HGET', KEYS[1], ARGV[1])
 
 /**
  * Per-entry processing state in `ledger:<entry id>` (a hash): attempts, the decided answer or
- * reply plan, whether the message was dispatched, and the state of every customer-service
+ * reply plan, whether the message was dispatched (and when the agent replied), and the state of every customer-service
  * message (`sending`, `sent`, `failed:<errcode>`, `skipped`). A message marked `sent` is never
  * sent again, by any process, after any crash. Also keeps the user's customer-service budget in
  * `quota:<openid>`.
@@ -60,6 +60,12 @@ export class SendLedger implements AttemptCounter {
 
   async get(eid: string, field: string): Promise<string | null> {
     return this.redis.hget(keys.ledger(eid), field);
+  }
+
+  /** Whether any of `fields` is recorded for the entry. */
+  async hasAny(eid: string, fields: string[]): Promise<boolean> {
+    const values = await this.redis.hmget(keys.ledger(eid), ...fields);
+    return values.some((v) => v !== null);
   }
 
   async set(eid: string, field: string, value: string): Promise<void> {

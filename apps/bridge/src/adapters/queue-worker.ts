@@ -1,9 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import type { Logger } from '@moltage/core';
 import type { Redis } from 'ioredis';
 import type { Metrics } from '../metrics.js';
 import { LEDGER_TTL_S } from './ledger.js';
-import type { QueueEntry, RedisQueue } from './queue.js';
+import { leaseToken, type QueueEntry, type RedisQueue } from './queue.js';
 
 export interface EntryContext {
   /** 1 for the first try; counts tries across crashes and processes. */
@@ -54,10 +53,12 @@ function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
 
 /**
  * Drains user inboxes: reads notifications from `queue:ready`, takes the user's lease, processes
- * the user's entries in order, one at a time, and releases the lease when the inbox is empty.
- * Different users run in parallel up to `concurrency`. Notifications of a crashed worker are
- * claimed after `claimIdleMs`; entries are retried up to `maxAttempts` (counted in Redis, so a
- * message that crashes the process is eventually given up).
+ * the user's entries in order, one at a time, and releases the lease when nothing is left to do
+ * (the inbox is empty, or its messages wait for the agent's reply to an earlier one). Different
+ * users run in parallel up to `concurrency`. Notifications of a crashed worker are claimed after
+ * `claimIdleMs`, and its lease with them: the claimer continues that user's inbox at the oldest
+ * entry. Entries are retried up to `maxAttempts` (counted in Redis, so a message that crashes the
+ * process is eventually given up).
  */
 export class QueueWorker {
   readonly #queue: RedisQueue;
@@ -220,24 +221,29 @@ export class QueueWorker {
   }
 
   async #drain(nid: string, openid: string): Promise<void> {
-    const token = `${this.#opts.consumer}:${randomUUID()}`;
+    const consumer = this.#opts.consumer;
+    const token = leaseToken(nid, consumer);
     if (!openid) {
-      await this.#queue.finish('', token, nid, 'ack');
+      await this.#queue.finish('', token, consumer, nid, 'ack');
       return;
     }
     const leaseMs = this.#opts.claimIdleMs;
-    if (!(await this.#queue.acquireLease(openid, token, leaseMs))) {
-      // Another worker drains this user and will see the entry behind this notification.
-      await this.#queue.finish(openid, token, nid, 'ack');
+    if (!(await this.#queue.acquireLease(openid, token, leaseMs, consumer, nid))) {
+      // Another drain holds this user and will see the entry behind this notification (its own
+      // notification stays pending until it is done, so if it dies, that one is claimed and the
+      // drain continued); or another process claimed this notification meanwhile.
+      await this.#queue.finish(openid, token, consumer, nid, 'ack');
       return;
     }
     let lost = false;
+    // A renewal still in flight when the drain ends finds the lease released: not a loss.
+    let ended = false;
     const renew = setInterval(
       () => {
         this.#queue
-          .renewLease(openid, token, leaseMs, this.#opts.consumer, nid)
+          .renewLease(openid, token, leaseMs, consumer, nid)
           .then((ok) => {
-            if (!ok && !lost) {
+            if (!ok && !lost && !ended) {
               lost = true;
               this.#log.warn({ openid }, 'lost the lease on a user; another worker continues');
             }
@@ -251,10 +257,15 @@ export class QueueWorker {
     try {
       for (;;) {
         if (this.#stopping || lost) break;
-        const next = await this.#queue.advance(openid, done?.id ?? null, LEDGER_TTL_S);
+        const next = await this.#queue.advance(openid, done?.id ?? null, token, LEDGER_TTL_S);
         done = null;
+        if (next === 'lost') {
+          if (!lost) this.#log.warn({ openid }, 'lost the lease on a user; another worker continues');
+          lost = true;
+          break;
+        }
         if (!next) {
-          if (await this.#queue.finish(openid, token, nid, 'drained')) return;
+          if (await this.#queue.finish(openid, token, consumer, nid, 'drained')) return;
           continue;
         }
         if (!(await this.#process(next.entry, next.attempt))) break;
@@ -263,8 +274,9 @@ export class QueueWorker {
       if (done) await this.#queue.complete(done);
       // Hand back (re-notify when entries are left) also after losing the lease: the lease may have
       // expired without anyone taking it over, and the inbox must not be left without a notification.
-      await this.#queue.finish(openid, token, nid, 'handback');
+      await this.#queue.finish(openid, token, consumer, nid, 'handback');
     } finally {
+      ended = true;
       clearInterval(renew);
     }
   }

@@ -3,7 +3,9 @@ import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HELP, T } from '../domain/texts.js';
 import { type Harness, postPush, startHarness, waitFor } from '../test-support/harness.js';
-import { RedisQueue } from './queue.js';
+import type { AgentRequest } from '../test-support/test-agent.js';
+import { AgentWaits } from './agent-waits.js';
+import { leaseToken, RedisQueue } from './queue.js';
 
 let h: Harness | undefined;
 afterEach(async () => {
@@ -106,6 +108,77 @@ describe('ordering and parallelism', () => {
   });
 });
 
+/** Posts an agent reply for a message the test agent accepted without answering. */
+async function replyAs(req: { payload: Record<string, unknown> }, text: string): Promise<number> {
+  const res = await fetch(String(req.payload['callback_url']), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      openid: req.payload['openid'],
+      text,
+      message_id: req.payload['message_id'],
+      token: req.payload['callback_token'],
+    }),
+  });
+  return res.status;
+}
+
+describe('one message at a time per user', () => {
+  it('the next message waits for the agent’s reply to the one before, a command does not: answers come in the order sent', async () => {
+    h = await startHarness();
+    const u = await h.newUser();
+    await h.idle();
+    // The agent accepts 一 and answers it only when the test says so; 二 it answers at once.
+    h.agent.behavior = (r) => (r.payload.text === '一' ? { reply: null } : {});
+    await h.client.sendText(u, '一');
+    await waitFor(() => h?.agent.requests.length === 1, { what: 'the dispatch of 一' });
+    // The bridge answers a command itself, at once, while the agent works on 一.
+    await h.client.sendText(u, 'help');
+    await h.waitTexts(u, 2);
+    await h.client.sendText(u, '二');
+    // 二 waits in the queue, held by no worker.
+    await waitFor(
+      async () => {
+        const [depth, leases, pending] = await Promise.all([
+          h?.r.get('queue:depth'),
+          h?.r.keys('lease:*'),
+          h?.r.xpending('queue:ready', 'bridge') as Promise<unknown[]>,
+        ]);
+        return depth === '1' && leases?.length === 0 && pending?.[0] === 0;
+      },
+      { what: 'the later message waiting' },
+    );
+    expect(h.agent.requests.map((r) => r.payload.text)).toEqual(['一']);
+    expect(await replyAs(h.agent.requests[0] as AgentRequest, '答：一')).toBe(200);
+    await h.waitTexts(u, 4);
+    await h.idle();
+    expect((await h.texts(u)).slice(1)).toEqual([HELP, '答：一', '收到：二']);
+  });
+
+  it('an agent that answers two messages out of order: the answers still go out in order', async () => {
+    h = await startHarness();
+    const u = await h.newUser();
+    // Were both handed to the agent at once, 二's answer would come first.
+    h.agent.behavior = (r) => ({ replyDelayMs: r.payload.text === '一' ? 800 : 0 });
+    await h.client.sendText(u, '一');
+    await h.client.sendText(u, '二');
+    await h.waitTexts(u, 3);
+    await h.idle();
+    expect((await h.texts(u)).slice(1)).toEqual(['收到：一', '收到：二']);
+  });
+
+  it('a reply that never comes holds the next message only until the timeout notice', async () => {
+    h = await startHarness({ env: { AGENT_REPLY_TIMEOUT_MS: '1000' } });
+    const u = await h.newUser();
+    h.agent.behavior = (r) => (r.payload.text === '一' ? { reply: null } : {});
+    await h.client.sendText(u, '一');
+    await h.client.sendText(u, '二');
+    await h.waitTexts(u, 3);
+    await h.idle();
+    expect((await h.texts(u)).slice(1)).toEqual([T.agentTimeout, '收到：二']);
+  });
+});
+
 describe('durability and failures', () => {
   it('acked pushes survive a Redis crash (append-only file) and are processed afterwards', async () => {
     h = await startHarness();
@@ -185,19 +258,28 @@ describe('RedisQueue (the Redis side of the queue)', () => {
     expect(await r.get('queue:depth')).toBe('1');
   });
 
+  type Step = Awaited<ReturnType<RedisQueue['advance']>>;
+  const eidOf = (step: Step) => (step && step !== 'lost' ? step.entry.eid : step);
+  const idOf = (step: Step) => (step && step !== 'lost' ? step.entry.id : null);
+
   it('releases a user only once the inbox is empty, and cleans up after it', async () => {
     const { q, r, blocking } = await queue();
     await q.enqueue('u1', entry('m:1'));
-    const [n] = await q.read(blocking, 'c1', 10, 100);
-    expect(await q.acquireLease('u1', 'tok', 10_000)).toBe(true);
-    expect(await q.acquireLease('u1', 'other', 10_000)).toBe(false);
+    const [n, n2] = await q.read(blocking, 'c1', 10, 100);
+    expect(n2).toBeUndefined();
+    const nid = n?.nid as string;
+    const tok = leaseToken(nid, 'c1');
+    expect(await q.acquireLease('u1', tok, 10_000, 'c1', nid)).toBe(true);
+    await q.enqueue('u1', entry('m:2'));
+    const [other] = await q.read(blocking, 'c1', 10, 100);
+    const otherNid = other?.nid as string;
+    expect(await q.acquireLease('u1', leaseToken(otherNid, 'c1'), 10_000, 'c1', otherNid)).toBe(false);
     const head = await q.head('u1');
     expect(head?.eid).toBe('m:1');
-    await q.enqueue('u1', entry('m:2'));
     await q.complete(head as NonNullable<typeof head>);
-    expect(await q.finish('u1', 'tok', n?.nid as string, 'drained')).toBe(false);
+    expect(await q.finish('u1', tok, 'c1', nid, 'drained')).toBe(false);
     await q.complete((await q.head('u1')) as NonNullable<Awaited<ReturnType<typeof q.head>>>);
-    expect(await q.finish('u1', 'tok', n?.nid as string, 'drained')).toBe(true);
+    expect(await q.finish('u1', tok, 'c1', nid, 'drained')).toBe(true);
     expect(await r.exists('inbox:u1', 'lease:u1')).toBe(0);
     expect(await r.get('queue:depth')).toBe('0');
   });
@@ -206,29 +288,156 @@ describe('RedisQueue (the Redis side of the queue)', () => {
     const { q, r } = await queue();
     await q.enqueue('u1', entry('m:1'));
     await q.enqueue('u1', entry('m:2'));
-    const first = await q.advance('u1', null, 60);
-    expect([first?.entry.eid, first?.attempt]).toEqual(['m:1', 1]);
+    await r.set('lease:u1', 'tok');
+    const first = await q.advance('u1', null, 'tok', 60);
+    expect(first).toMatchObject({ entry: { eid: 'm:1' }, attempt: 1 });
     // Not done yet (a crash, a retry): the same entry again, attempt 2.
-    const again = await q.advance('u1', null, 60);
-    expect([again?.entry.eid, again?.attempt]).toEqual(['m:1', 2]);
-    const second = await q.advance('u1', again?.entry.id as string, 60);
-    expect([second?.entry.eid, second?.attempt]).toEqual(['m:2', 1]);
-    expect(await q.advance('u1', second?.entry.id as string, 60)).toBeNull();
+    const again = await q.advance('u1', null, 'tok', 60);
+    expect(again).toMatchObject({ entry: { eid: 'm:1' }, attempt: 2 });
+    const second = await q.advance('u1', idOf(again), 'tok', 60);
+    expect(second).toMatchObject({ entry: { eid: 'm:2' }, attempt: 1 });
+    expect(await q.advance('u1', idOf(second), 'tok', 60)).toBeNull();
     expect(await r.get('queue:depth')).toBe('0');
     expect(await r.hget('ledger:m:1', 'attempts')).toBe('2');
     expect(await r.ttl('ledger:m:2')).toBeGreaterThan(0);
+  });
+
+  it('starts nothing more once the lease is no longer the worker’s own', async () => {
+    const { q, r } = await queue();
+    await q.enqueue('u1', entry('m:1'));
+    await q.enqueue('u1', entry('m:2'));
+    await r.set('lease:u1', 'tok');
+    const first = await q.advance('u1', null, 'tok', 60);
+    await r.set('lease:u1', 'someone else');
+    // The finished entry is still removed; the next one is left to the lease's holder.
+    expect(await q.advance('u1', idOf(first), 'tok', 60)).toBe('lost');
+    expect((await q.head('u1'))?.eid).toBe('m:2');
+    expect(await r.hget('ledger:m:2', 'attempts')).toBeNull();
+  });
+
+  it('while an agent reply is awaited, later messages wait and answers go first; the reply wakes the user', async () => {
+    const { q, r, blocking } = await queue();
+    const waits = new AgentWaits(r);
+    await q.enqueue('u1', entry('m:1'));
+    const [n] = await q.read(blocking, 'c1', 10, 100);
+    const nid = n?.nid as string;
+    const tok = leaseToken(nid, 'c1');
+    expect(await q.acquireLease('u1', tok, 10_000, 'c1', nid)).toBe(true);
+    const first = await q.advance('u1', null, tok, 60);
+    expect(eidOf(first)).toBe('m:1');
+    // m:1 went to the agent; the user writes again before the reply.
+    await waits.add('u1', 'm:1', { receivedAt: 1, deadline: Date.now() + 60_000 });
+    await q.enqueue('u1', entry('m:2'));
+    await q.enqueue('u1', { eid: 't:1', kind: 'notice', data: '{}', at: Date.now() });
+    // The notice (an answer) goes ahead of the waiting message; then nothing is left to do.
+    const notice = await q.advance('u1', idOf(first), tok, 60);
+    expect(eidOf(notice)).toBe('t:1');
+    expect(await q.advance('u1', idOf(notice), tok, 60)).toBeNull();
+    expect(await q.finish('u1', tok, 'c1', nid, 'drained')).toBe(true);
+    expect(await r.exists('lease:u1')).toBe(0);
+    expect((await q.head('u1'))?.eid).toBe('m:2');
+    expect(((await r.xpending('queue:ready', 'bridge')) as unknown[])[0]).toBe(0);
+    // Drained without the lease held: the notification of m:2 finds nothing to do yet.
+    const [n2] = await q.read(blocking, 'c1', 10, 100);
+    const nid2 = n2?.nid as string;
+    const tok2 = leaseToken(nid2, 'c1');
+    expect(await q.acquireLease('u1', tok2, 10_000, 'c1', nid2)).toBe(true);
+    expect(await q.advance('u1', null, tok2, 60)).toBeNull();
+    expect(await q.finish('u1', tok2, 'c1', nid2, 'drained')).toBe(true);
+    // The reply ends the wait and is queued in one step, and brings a notification.
+    const reply = { eid: 'r:1', kind: 'reply' as const, data: '{}', at: Date.now() };
+    expect(await q.enqueue('u1', reply, { dedupKey: 'cb:1', answers: { messageId: 'm:1' } })).toBe(true);
+    expect(await waits.count('u1')).toBe(0);
+    expect(await r.zcard('waits:due')).toBe(0);
+    expect(await r.hget('ledger:m:1', 'replied')).toBe(String(reply.at));
+    const [n3] = await q.read(blocking, 'c1', 10, 100);
+    const nid3 = n3?.nid as string;
+    const tok3 = leaseToken(nid3, 'c1');
+    expect(await q.acquireLease('u1', tok3, 10_000, 'c1', nid3)).toBe(true);
+    // The answer to m:1 goes out before the later message, which is queued before it.
+    const answer = await q.advance('u1', null, tok3, 60);
+    expect(eidOf(answer)).toBe('r:1');
+    expect(eidOf(await q.advance('u1', idOf(answer), tok3, 60))).toBe('m:2');
+  });
+
+  it('a repeated reply still ends the wait and wakes the user’s waiting messages', async () => {
+    const { q, r, blocking } = await queue();
+    const waits = new AgentWaits(r);
+    const reply = { eid: 'r:1', kind: 'reply' as const, data: '{}', at: Date.now() };
+    expect(await q.enqueue('u1', reply, { dedupKey: 'cb:1', answers: { all: true } })).toBe(true);
+    await q.read(blocking, 'c1', 10, 100);
+    // The message was dispatched again (a crash) and the agent repeats its reply.
+    await waits.add('u1', 'm:1', { receivedAt: 1, deadline: Date.now() + 60_000 });
+    await q.enqueue('u1', entry('m:2'));
+    await q.read(blocking, 'c1', 10, 100);
+    expect(await q.enqueue('u1', reply, { dedupKey: 'cb:1', answers: { messageId: 'm:1' } })).toBe(false);
+    expect(await waits.count('u1')).toBe(0);
+    expect((await q.read(blocking, 'c1', 10, 100)).map((x) => x.openid)).toEqual(['u1']);
+  });
+
+  it('the oldest message is not held back by its own wait (its worker died while dispatching it)', async () => {
+    const { q, r } = await queue();
+    const waits = new AgentWaits(r);
+    await q.enqueue('u1', entry('m:1'));
+    await q.enqueue('u1', entry('m:2'));
+    await waits.add('u1', 'm:1', { receivedAt: 1, deadline: Date.now() + 60_000 });
+    await r.set('lease:u1', 'tok');
+    expect(eidOf(await q.advance('u1', null, 'tok', 60))).toBe('m:1');
   });
 
   it('hands a user back with a fresh notification, also when its lease expired meanwhile', async () => {
     const { q, r, blocking } = await queue();
     await q.enqueue('u1', entry('m:1'));
     const [n] = await q.read(blocking, 'c1', 10, 100);
-    await q.acquireLease('u1', 'tok', 10_000);
+    const nid = n?.nid as string;
+    const tok = leaseToken(nid, 'c1');
+    await q.acquireLease('u1', tok, 10_000, 'c1', nid);
     await r.del('lease:u1');
-    expect(await q.renewLease('u1', 'tok', 10_000, 'c1', n?.nid as string)).toBe(false);
-    await q.finish('u1', 'tok', n?.nid as string, 'handback');
+    expect(await q.renewLease('u1', tok, 10_000, 'c1', nid)).toBe(false);
+    await q.finish('u1', tok, 'c1', nid, 'handback');
     const again = await q.read(blocking, 'c2', 10, 100);
     expect(again.map((x) => x.openid)).toEqual(['u1']);
+  });
+
+  it('a process that claims a dead worker’s notification takes over its lease at once and continues the inbox', async () => {
+    const { q, r, blocking } = await queue();
+    await q.enqueue('u1', entry('m:1'));
+    const [n] = await q.read(blocking, 'dead', 10, 100);
+    const nid = n?.nid as string;
+    // The dead worker took the lease (long, still valid) and died before renewing anything.
+    const deadToken = leaseToken(nid, 'dead');
+    expect(await q.acquireLease('u1', deadToken, 60_000, 'dead', nid)).toBe(true);
+    await q.enqueue('u1', entry('m:2'));
+    const [later] = await q.read(blocking, 'alive', 10, 100);
+    const laterNid = later?.nid as string;
+    // A later message's notification: the user is held, so it is just acknowledged.
+    expect(await q.acquireLease('u1', leaseToken(laterNid, 'alive'), 60_000, 'alive', laterNid)).toBe(false);
+    await q.finish('u1', leaseToken(laterNid, 'alive'), 'alive', laterNid, 'ack');
+    await new Promise((res) => setTimeout(res, 300));
+    const claimed = await q.claimIdle('alive', 200, 10);
+    expect(claimed).toEqual([{ nid, openid: 'u1' }]);
+    const tok = leaseToken(nid, 'alive');
+    expect(await q.acquireLease('u1', tok, 60_000, 'alive', nid)).toBe(true);
+    const first = await q.advance('u1', null, tok, 60);
+    expect(first).toMatchObject({ entry: { eid: 'm:1' }, attempt: 1 });
+    // The dead worker's handback (had it only stalled) leaves the notification to its new owner.
+    await q.finish('u1', deadToken, 'dead', nid, 'handback');
+    expect(await r.xpending('queue:ready', 'bridge', '-', '+', 10)).toEqual([
+      [nid, 'alive', expect.any(Number), 2],
+    ]);
+    expect(await r.get('lease:u1')).toBe(tok);
+    expect(eidOf(await q.advance('u1', idOf(first), tok, 60))).toBe('m:2');
+  });
+
+  it('a notification claimed by another process meanwhile is left to it', async () => {
+    const { q, blocking } = await queue();
+    await q.enqueue('u1', entry('m:1'));
+    const [n] = await q.read(blocking, 'slow', 10, 100);
+    const nid = n?.nid as string;
+    await new Promise((res) => setTimeout(res, 300));
+    expect(await q.claimIdle('fast', 200, 10)).toHaveLength(1);
+    expect(await q.acquireLease('u1', leaseToken(nid, 'slow'), 60_000, 'slow', nid)).toBe(false);
+    expect(await q.acquireLease('u1', leaseToken(nid, 'fast'), 60_000, 'fast', nid)).toBe(true);
   });
 
   it('lets another consumer claim the notification of one that stopped renewing it', async () => {

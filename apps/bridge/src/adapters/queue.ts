@@ -1,5 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { CONSUMER_GROUP, keys } from '../keys.js';
+import { LEDGER_TTL_S } from './ledger.js';
 import { LuaScript } from './lua.js';
 
 /**
@@ -7,8 +9,13 @@ import { LuaScript } from './lua.js';
  * - `inbox:<openid>`: the user's entries, processed oldest first, deleted when done;
  * - `queue:ready`: one notification per entry, read by workers through consumer group `bridge`;
  *   a notification stays pending until the user's inbox is drained, so a crashed worker's
- *   notification is claimed (XAUTOCLAIM) by another process;
- * - `lease:<openid>`: which worker drains the user right now (one at a time per user).
+ *   notification is claimed (XAUTOCLAIM) by another process, which takes over its lease;
+ * - `lease:<openid>`: which worker drains the user right now (one at a time per user), as
+ *   `<notification id> <consumer> <random>`;
+ * - `waits:<openid>`: the user's messages the agent has not answered yet. While one is awaited,
+ *   the user's later messages stay queued (answers go out in the order the messages came); replies
+ *   and notices — the answers — always go before queued messages. The event that ends a wait (a
+ *   reply, the timeout notice) queues a notification, so a user held back this way needs no lease.
  */
 
 export type EntryKind = 'push' | 'reply' | 'notice';
@@ -21,6 +28,11 @@ export interface NewEntry {
   data: string;
   /** ms since epoch when the bridge received it. */
   at: number;
+  /**
+   * A push the bridge answers itself (a command such as `status`): it goes when it is the user's
+   * oldest push even while an earlier message awaits the agent's reply.
+   */
+  answeredByBridge?: boolean;
 }
 
 export interface QueueEntry extends NewEntry {
@@ -32,13 +44,96 @@ export interface QueueEntry extends NewEntry {
 /** Customer-service window bookkeeping done atomically with the enqueue. */
 export type WindowChange = 'open' | 'close' | null;
 
-const ENQUEUE = new LuaScript(`
--- KEYS: inbox, ready, depth, dedup, quota
--- ARGV: openid, eid, kind, data, at, dedupTtlS ('' = no dedup), window ('', open, close), quotaTtlS, budget
-if ARGV[6] ~= '' then
-  if not redis.call('SET', KEYS[4], ARGV[2], 'NX', 'EX', ARGV[6]) then return 0 end
+/** The awaited messages an agent's reply answers: the one it names, or all of the user's. */
+export type Answers = { messageId: string } | { all: true };
+
+/** A fresh lease token for the drain of notification `nid` by `consumer`. */
+export function leaseToken(nid: string, consumer: string): string {
+  return `${nid} ${consumer} ${randomUUID()}`;
+}
+
+/**
+ * Lua: `pick(inbox, waits)`, the entry to process next. Replies and notices first — they answer
+ * messages handed on already, all older than any message still queued — oldest first; then the
+ * oldest push, unless the user has a message awaiting the agent's reply: the push waits until
+ * that is answered (it is not held back by its own wait: a worker died while dispatching it), or
+ * the bridge answers it itself (field own: a command, which needs no agent).
+ * Returns the stream row or nil.
+ */
+const PICK = `
+local function field(row, name)
+  local f = row[2]
+  for i = 1, #f, 2 do
+    if f[i] == name then return f[i + 1] end
+  end
+  return nil
 end
-redis.call('XADD', KEYS[1], '*', 'eid', ARGV[2], 'kind', ARGV[3], 'data', ARGV[4], 'at', ARGV[5])
+local function pick(inbox, waits)
+  local oldest_push = nil
+  local start = '-'
+  while true do
+    local page = redis.call('XRANGE', inbox, start, '+', 'COUNT', 64)
+    for _, row in ipairs(page) do
+      if field(row, 'kind') ~= 'push' then return row end
+      if not oldest_push then oldest_push = row end
+    end
+    if #page < 64 then break end
+    start = '(' .. page[#page][1]
+  end
+  if not oldest_push then return nil end
+  if field(oldest_push, 'own') == '1' then return oldest_push end
+  local awaited = redis.call('HLEN', waits)
+  if awaited == 0 then return oldest_push end
+  local eid = field(oldest_push, 'eid') or oldest_push[1]
+  if awaited == 1 and redis.call('HEXISTS', waits, eid) == 1 then return oldest_push end
+  return nil
+end
+`;
+
+/**
+ * Lua: whether `consumer` owns pending notification `nid` (a notification whose worker stalled
+ * may have been claimed by another process meanwhile; only its owner may acknowledge it).
+ */
+const OWNS = `
+local function owns(ready, group, nid, consumer)
+  local p = redis.call('XPENDING', ready, group, nid, nid, 1)
+  return #p > 0 and p[1][2] == consumer
+end
+`;
+
+const ENQUEUE = new LuaScript(`
+-- KEYS: inbox, ready, depth, dedup, quota, waits, waits due
+-- ARGV: openid, eid, kind, data, at, dedupTtlS ('' = no dedup), window ('', open, close), quotaTtlS, budget,
+--       answers ('' = none, 'one' = the message ARGV[11], 'all' = every awaited message), answered eid,
+--       ledger key prefix, ledger TTL s, '1' when the bridge answers the push itself (field own)
+-- An agent's reply ends the wait for the message it answers in the same step as it is queued, so
+-- the user's next message can never go to the agent before this reply is in the inbox.
+local cleared = 0
+local function answered(id)
+  redis.call('ZREM', KEYS[7], ARGV[1] .. '\\t' .. id)
+  local ledger = ARGV[12] .. id
+  redis.call('HSET', ledger, 'replied', ARGV[5])
+  redis.call('EXPIRE', ledger, ARGV[13])
+  cleared = cleared + 1
+end
+if ARGV[10] == 'one' then
+  if redis.call('HDEL', KEYS[6], ARGV[11]) == 1 then answered(ARGV[11]) end
+elseif ARGV[10] == 'all' then
+  for _, id in ipairs(redis.call('HKEYS', KEYS[6])) do answered(id) end
+  redis.call('DEL', KEYS[6])
+end
+if ARGV[6] ~= '' then
+  if not redis.call('SET', KEYS[4], ARGV[2], 'NX', 'EX', ARGV[6]) then
+    -- A repeated reply: nothing to queue, but the user's messages held back by the wait it ended go on.
+    if cleared > 0 and redis.call('XLEN', KEYS[1]) > 0 then redis.call('XADD', KEYS[2], '*', 'u', ARGV[1]) end
+    return 0
+  end
+end
+if ARGV[14] == '1' then
+  redis.call('XADD', KEYS[1], '*', 'eid', ARGV[2], 'kind', ARGV[3], 'data', ARGV[4], 'at', ARGV[5], 'own', '1')
+else
+  redis.call('XADD', KEYS[1], '*', 'eid', ARGV[2], 'kind', ARGV[3], 'data', ARGV[4], 'at', ARGV[5])
+end
 redis.call('XADD', KEYS[2], '*', 'u', ARGV[1])
 redis.call('INCR', KEYS[3])
 if ARGV[7] == 'open' then
@@ -57,27 +152,40 @@ end
 return 1
 `);
 
-const ADVANCE = new LuaScript(`
--- KEYS: inbox, depth ; ARGV: stream id of the entry just done ('' = none), ledger key prefix, ledger TTL s
--- Removes the finished entry, then returns the oldest one with its attempt counted:
--- {id, fields, attempts}, or nil when the inbox is empty.
+const ADVANCE = new LuaScript(`${PICK}
+-- KEYS: inbox, depth, waits, lease ; ARGV: stream id of the entry just done ('' = none), ledger key prefix,
+--       ledger TTL s, lease token
+-- Removes the finished entry, then returns the next entry to process (see pick) with its attempt
+-- counted: {id, fields, attempts}; nil when there is none; {'lost'} when the lease is no longer
+-- this worker's (expired, or taken over after this process stalled): it must not start another entry.
 if ARGV[1] ~= '' then
   if redis.call('XDEL', KEYS[1], ARGV[1]) == 1 then
     if redis.call('DECR', KEYS[2]) < 0 then redis.call('SET', KEYS[2], 0) end
   end
 end
-local rows = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
-if #rows == 0 then return nil end
-local id = rows[1][1]
-local fields = rows[1][2]
-local eid = id
-for i = 1, #fields, 2 do
-  if fields[i] == 'eid' then eid = fields[i + 1] end
-end
+if redis.call('GET', KEYS[4]) ~= ARGV[4] then return {'lost'} end
+local row = pick(KEYS[1], KEYS[3])
+if not row then return nil end
+local id = row[1]
+local fields = row[2]
+local eid = field(row, 'eid') or id
 local ledger = ARGV[2] .. eid
 local attempts = redis.call('HINCRBY', ledger, 'attempts', 1)
 redis.call('EXPIRE', ledger, ARGV[3])
 return {id, fields, attempts}
+`);
+
+const ACQUIRE = new LuaScript(`${OWNS}
+-- KEYS: lease, ready ; ARGV: token ('<nid> <consumer> <random>'), leaseMs, group, consumer, nid
+-- Takes the user's lease for the drain of notification nid: when it is free, or when it is held
+-- for this same notification — its worker stopped renewing both (it died), this process claimed
+-- the notification and continues that drain where it stopped, at the oldest entry. Only while
+-- this consumer still owns the notification (another process may have claimed it meanwhile).
+if not owns(KEYS[2], ARGV[3], ARGV[5], ARGV[4]) then return 0 end
+local cur = redis.call('GET', KEYS[1])
+if cur and string.sub(cur, 1, #ARGV[5] + 1) ~= ARGV[5] .. ' ' then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
 `);
 
 const RENEW = new LuaScript(`
@@ -88,16 +196,30 @@ redis.call('XCLAIM', KEYS[2], ARGV[3], ARGV[4], 0, ARGV[5], 'JUSTID')
 return 1
 `);
 
-const FINISH = new LuaScript(`
--- KEYS: lease, inbox, ready ; ARGV: token, group, notification id, openid, mode (drained|handback|ack)
+const FINISH = new LuaScript(`${PICK}${OWNS}
+-- KEYS: lease, inbox, ready, waits ; ARGV: token, group, notification id, openid, mode (drained|handback|ack), consumer
+-- drained: the worker found nothing to process. If the lease is still its own and there is work
+-- after all (queued meanwhile, or a wait just ended), returns 0: keep going. Else releases the
+-- lease (deletes the empty inbox) and acknowledges the notification. Entries held back by a wait
+-- stay in the inbox without a notification: the end of the wait brings one.
+-- handback / ack / drained without the lease: releases the lease if it is the worker's own, and
+-- acknowledges the notification only if this consumer still owns it (else another process took
+-- it over and drains the user); handback (and drained) re-notify when work is left for someone else.
 local mine = redis.call('GET', KEYS[1]) == ARGV[1]
 local len = redis.call('XLEN', KEYS[2])
-if ARGV[5] == 'drained' and mine and len > 0 then return 0 end
+if ARGV[5] == 'drained' and mine then
+  if len > 0 and pick(KEYS[2], KEYS[4]) then return 0 end
+  redis.call('DEL', KEYS[1])
+  if len == 0 then redis.call('DEL', KEYS[2]) end
+  redis.call('XACK', KEYS[3], ARGV[2], ARGV[3])
+  redis.call('XDEL', KEYS[3], ARGV[3])
+  return 1
+end
 if mine then redis.call('DEL', KEYS[1]) end
-if ARGV[5] == 'drained' and mine and len == 0 then redis.call('DEL', KEYS[2]) end
+if not owns(KEYS[3], ARGV[2], ARGV[3], ARGV[6]) then return 1 end
 redis.call('XACK', KEYS[3], ARGV[2], ARGV[3])
 redis.call('XDEL', KEYS[3], ARGV[3])
-if ARGV[5] == 'handback' and len > 0 then redis.call('XADD', KEYS[3], '*', 'u', ARGV[4]) end
+if ARGV[5] ~= 'ack' and len > 0 and pick(KEYS[2], KEYS[4]) then redis.call('XADD', KEYS[3], '*', 'u', ARGV[4]) end
 return 1
 `);
 
@@ -134,15 +256,26 @@ export class RedisQueue {
   /**
    * Queues an entry for `openid` atomically with its dedup key (when given) and the user's
    * customer-service window bookkeeping. Returns false when `dedupKey` was seen already.
+   * `answers` (agent replies): ends the waits of the messages the reply answers in the same step
+   * (also for a repeated reply) and marks them `replied` in their ledgers.
    */
   async enqueue(
     openid: string,
     entry: NewEntry,
-    opts: { dedupKey?: string; window?: WindowChange } = {},
+    opts: { dedupKey?: string; window?: WindowChange; answers?: Answers } = {},
   ): Promise<boolean> {
+    const answers = opts.answers;
     const res = await ENQUEUE.run(
       this.redis,
-      [keys.inbox(openid), keys.ready(), keys.depth(), keys.dedup(opts.dedupKey ?? ''), keys.quota(openid)],
+      [
+        keys.inbox(openid),
+        keys.ready(),
+        keys.depth(),
+        keys.dedup(opts.dedupKey ?? ''),
+        keys.quota(openid),
+        keys.waits(openid),
+        keys.waitsDue(),
+      ],
       [
         openid,
         entry.eid,
@@ -153,6 +286,11 @@ export class RedisQueue {
         opts.window ?? '',
         QUOTA_TTL_S,
         this.budget,
+        answers === undefined ? '' : 'messageId' in answers ? 'one' : 'all',
+        answers && 'messageId' in answers ? answers.messageId : '',
+        keys.ledger(''),
+        LEDGER_TTL_S,
+        entry.answeredByBridge ? '1' : '',
       ],
     );
     return res === 1;
@@ -169,19 +307,23 @@ export class RedisQueue {
 
   /**
    * One round trip per entry: removes the entry just processed (`doneId`), then returns the
-   * user's oldest entry with its attempt counted in its ledger (`ledgerTtlS`), or null.
+   * user's next entry — the oldest reply or notice, else the oldest message unless an agent reply
+   * is awaited — with its attempt counted in its ledger (`ledgerTtlS`); null when there is none, `'lost'`
+   * when the lease no longer holds `token` (nothing more may be started).
    */
   async advance(
     openid: string,
     doneId: string | null,
+    token: string,
     ledgerTtlS: number,
-  ): Promise<{ entry: QueueEntry; attempt: number } | null> {
+  ): Promise<{ entry: QueueEntry; attempt: number } | null | 'lost'> {
     const res = (await ADVANCE.run(
       this.redis,
-      [keys.inbox(openid), keys.depth()],
-      [doneId ?? '', keys.ledger(''), ledgerTtlS],
-    )) as [string, string[], number] | null;
+      [keys.inbox(openid), keys.depth(), keys.waits(openid), keys.lease(openid)],
+      [doneId ?? '', keys.ledger(''), ledgerTtlS, token],
+    )) as [string, string[], number] | ['lost'] | null;
     if (!res) return null;
+    if (res.length === 1) return 'lost';
     const [id, flat, attempt] = res;
     return { entry: toEntry(openid, id, flat), attempt: Number(attempt) };
   }
@@ -191,8 +333,25 @@ export class RedisQueue {
     await COMPLETE.run(this.redis, [keys.inbox(entry.openid), keys.depth()], [entry.id]);
   }
 
-  async acquireLease(openid: string, token: string, leaseMs: number): Promise<boolean> {
-    return (await this.redis.set(keys.lease(openid), token, 'PX', leaseMs, 'NX')) === 'OK';
+  /**
+   * Takes the user's lease for the drain of notification `nid` (`token` from {@link leaseToken}):
+   * when it is free, or held for that same notification by a worker that stopped renewing it (this
+   * consumer claimed the notification: it continues that drain). False when another drain holds
+   * the user, or another process claimed the notification meanwhile.
+   */
+  async acquireLease(
+    openid: string,
+    token: string,
+    leaseMs: number,
+    consumer: string,
+    nid: string,
+  ): Promise<boolean> {
+    const res = await ACQUIRE.run(
+      this.redis,
+      [keys.lease(openid), keys.ready()],
+      [token, leaseMs, CONSUMER_GROUP, consumer, nid],
+    );
+    return res === 1;
   }
 
   /** Extends the lease and resets the idle time of its notification; false when the lease was lost. */
@@ -212,20 +371,23 @@ export class RedisQueue {
   }
 
   /**
-   * Ends a drain. `drained`: releases the lease only if the inbox is empty (false: keep going);
-   * `handback`: releases the lease and re-notifies if entries are left (shutdown); `ack`: just
-   * acknowledges the notification (someone else holds the user).
+   * Ends a drain. `drained`: releases the lease only if nothing is left to process — the inbox is
+   * empty, or holds only messages waiting for an agent reply (false: keep going); `handback`:
+   * releases the lease and re-notifies if work is left (shutdown, lost lease); `ack`: just
+   * acknowledges the notification (someone else holds the user). A notification another process
+   * took over meanwhile is left to it.
    */
   async finish(
     openid: string,
     token: string,
+    consumer: string,
     nid: string,
     mode: 'drained' | 'handback' | 'ack',
   ): Promise<boolean> {
     const res = await FINISH.run(
       this.redis,
-      [keys.lease(openid), keys.inbox(openid), keys.ready()],
-      [token, CONSUMER_GROUP, nid, openid, mode],
+      [keys.lease(openid), keys.inbox(openid), keys.ready(), keys.waits(openid)],
+      [token, CONSUMER_GROUP, nid, openid, mode, consumer],
     );
     return res === 1;
   }

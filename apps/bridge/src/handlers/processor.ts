@@ -154,6 +154,12 @@ export class EntryProcessor implements EntryHandler {
   async giveUp(entry: QueueEntry, err: unknown, ctx: EntryContext): Promise<void> {
     ctx.log.error({ err }, 'could not process a queue entry; telling the user');
     if (entry.kind === 'push') {
+      // A reply to it, if one was awaited, no longer holds the user's later messages back.
+      await this.#d.waits
+        .clear(entry.openid, entry.eid)
+        .catch((clearErr) =>
+          ctx.log.warn({ err: clearErr }, 'could not end the wait for a given-up message'),
+        );
       const route = safeRoute(entry.data);
       if (route && (route.kind === 'ignore' || route.kind === 'unsubscribe')) return;
     }
@@ -315,7 +321,8 @@ export class EntryProcessor implements EntryHandler {
     ctx: EntryContext,
   ): Promise<void> {
     const d = this.#d;
-    if ((await d.ledger.get(entry.eid, 'dispatched')) !== null) return;
+    // Dispatched already, or even answered (the process died before recording the dispatch).
+    if (await d.ledger.hasAny(entry.eid, ['dispatched', 'replied'])) return;
     let target: ResolvedTarget;
     if (user.binding) {
       target = {

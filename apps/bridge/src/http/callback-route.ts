@@ -87,9 +87,10 @@ export async function callbackRoute(app: FastifyInstance, deps: CallbackRouteDep
       }
       const messageId = pick(body['message_id'], metadata['message_id']);
 
-      // The reply arrived: no timeout notice for that message (all of them when unnamed).
-      const cleared = await deps.waits.clear(openid, messageId);
-      const receivedAt = cleared.length ? Math.min(...cleared.map((w) => w.receivedAt)) : undefined;
+      // The reply arrived: queueing it ends the wait for that message (all of them when unnamed),
+      // so no timeout notice, and the user's next message may go to the agent.
+      const awaited = await deps.waits.peek(openid, messageId);
+      const receivedAt = awaited.length ? Math.min(...awaited.map((w) => w.receivedAt)) : undefined;
 
       const idem = pick(req.headers['idempotency-key']);
       const dedupKey = idem
@@ -117,7 +118,10 @@ export async function callbackRoute(app: FastifyInstance, deps: CallbackRouteDep
             data: JSON.stringify(data),
             at: deps.now(),
           },
-          dedupKey ? { dedupKey } : {},
+          {
+            ...(dedupKey ? { dedupKey } : {}),
+            answers: messageId !== undefined ? { messageId } : { all: true },
+          },
         );
       } catch (err) {
         throw new BridgeError('BRIDGE_QUEUE_UNAVAILABLE', 'queue unavailable, retry later', { cause: err });

@@ -9,7 +9,7 @@ import {
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ConsoleJournal } from '../adapters/console-journal.js';
 import type { RedisQueue } from '../adapters/queue.js';
-import { opensServiceWindow } from '../domain/route-message.js';
+import { opensServiceWindow, routeMessage } from '../domain/route-message.js';
 import { BridgeError, httpReplyFor } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 
@@ -179,7 +179,13 @@ export async function wechatRoutes(app: FastifyInstance, deps: WeChatRouteDeps):
       try {
         queued = await deps.queue.enqueue(
           msg.fromUserName,
-          { eid: `m:${key}`, kind: 'push', data: JSON.stringify(compact(msg)), at: deps.now() },
+          {
+            eid: `m:${key}`,
+            kind: 'push',
+            data: JSON.stringify(compact(msg)),
+            at: deps.now(),
+            answeredByBridge: routeMessage(msg).kind !== 'agent',
+          },
           { dedupKey: key, window },
         );
       } catch (err) {

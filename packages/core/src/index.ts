@@ -12,6 +12,7 @@ export {
   rankHosts,
   type VmHostTarget,
 } from './hosts.js';
+export { longWaitDispatcher } from './http.js';
 export { createLogger, type Logger, type LoggerOptions, REDACT_PATHS } from './logger.js';
 export { runMain } from './main.js';
 export {

@@ -1,3 +1,4 @@
+import { longWaitDispatcher } from '@moltage/core';
 import type { Orchestrator, VmRecord } from '../domain/ports.js';
 import { BridgeError } from '../errors.js';
 
@@ -78,6 +79,8 @@ export class OrchestratorClient implements Orchestrator {
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+        // The create call waits for the VM: past undici's own 300 s limit on a slow cold start.
+        ...(timeoutMs > 300_000 ? { dispatcher: longWaitDispatcher() } : {}),
       });
     } catch (err) {
       if (signal?.aborted) throw new BridgeError('BRIDGE_ABORTED', 'shutting down', { cause: err });

@@ -1,3 +1,4 @@
+import { longWaitDispatcher } from '@moltage/core';
 import type { VmControl } from '../domain/ports.js';
 import { parseVmRecord, type VmView } from '../domain/route.js';
 import { GatewayError } from '../errors.js';
@@ -66,6 +67,8 @@ export class OrchestratorClient implements VmControl {
         headers,
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+        // A start waits for the VM: past undici's own 300 s limit on a slow cold start.
+        ...(timeoutMs > 300_000 ? { dispatcher: longWaitDispatcher() } : {}),
       });
     } catch (err) {
       const why = timeout.aborted ? `timed out after ${timeoutMs} ms` : errorText(err);

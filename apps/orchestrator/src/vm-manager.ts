@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '@moltage/core';
@@ -271,7 +271,10 @@ export class VmManager {
         encodeConfigDisk({
           user_id: userId,
           vm_id: vmId,
-          hostname: `moltage-${vmId.slice(3)}`,
+          // Stable per user, not per boot: software in the guest recognises what its own previous
+          // boot left behind (OpenClaw reclaims a state lease of a dead pid only on the same host
+          // name, else waits out its TTL after an unclean stop).
+          hostname: `moltage-${createHash('sha256').update(userId).digest('hex').slice(0, 10)}`,
           ip: `${guestNet!.ip}/${guestNet!.prefixLen}`,
           gateway: guestNet!.gatewayIp,
           dns: network.mode === 'user' ? network.dnsIp : undefined,

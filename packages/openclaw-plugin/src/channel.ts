@@ -74,6 +74,19 @@ export function createMoltageChannel(context: PluginContext): ChannelPlugin<Molt
         reload: { configPrefixes: [`channels.${CHANNEL_ID}`] },
       }),
       config: accountConfig,
+      // Messages arrive through the webhook service, not a connection of the channel's own: the
+      // account is "connected" while the webhook listens, which is what OpenClaw's health
+      // monitor and GET /readyz look at (without this, /readyz reports the channel failing).
+      gateway: {
+        startAccount: async (ctx) => {
+          if (!(await context.waitForWebhook(ctx.abortSignal))) return;
+          ctx.setStatus({ ...ctx.getStatus(), connected: true });
+          await new Promise<void>((resolve) => {
+            if (ctx.abortSignal.aborted) resolve();
+            else ctx.abortSignal.addEventListener('abort', () => resolve(), { once: true });
+          });
+        },
+      },
       messaging: {
         targetPrefixes: [CHANNEL_ID],
         targetIdComparison: 'case-sensitive',

@@ -73,6 +73,7 @@ const entry: PluginEntry = defineChannelPluginEntry({
             reportFailure: (err) => ctx.serviceHealth?.reportFailure(err),
           });
           const started = await service.start();
+          context.setWebhookListening(true);
           void started.publicUrl.then((url) => {
             if (url)
               ctx.logger.info(`webhook reachable at ${url}; bind it in WeChat with: bind ${url} <authToken>`);
@@ -86,6 +87,7 @@ const entry: PluginEntry = defineChannelPluginEntry({
       async stop() {
         const running = service;
         service = undefined;
+        context.setWebhookListening(false);
         await running?.stop();
       },
     });

@@ -32,6 +32,7 @@ describe('plugin in a real OpenClaw gateway', () => {
   let bridge: RecordingServer;
   let gateway: ChildService | undefined;
   let webhookPort: number;
+  let gatewayPort: number;
   let ngrokConnectPort: number;
 
   beforeAll(async () => {
@@ -55,10 +56,11 @@ describe('plugin in a real OpenClaw gateway', () => {
       },
     );
     expect(install.code, install.output).toBe(0);
+    gatewayPort = await freePort();
     await patchConfig(
       home,
       agentConfig({
-        gatewayPort: await freePort(),
+        gatewayPort,
         gatewayToken: 'gateway-token-0123456789',
         llmBaseUrl: `${sim.url}/v1`,
         llmApiKey: LLM_KEY,
@@ -119,6 +121,18 @@ describe('plugin in a real OpenClaw gateway', () => {
     expect(request.status).toBe(200);
     return request.answerPreview;
   }
+
+  it('reports the channel healthy: OpenClaw’s /readyz says ready with nothing failing', async () => {
+    const ready = await waitFor(
+      async () => {
+        const res = await fetch(`http://127.0.0.1:${gatewayPort}/readyz`);
+        const body = (await res.json()) as { ready?: boolean; failing?: string[] };
+        return res.status === 200 ? body : undefined;
+      },
+      { timeoutMs: 120_000, intervalMs: 500, what: 'GET /readyz answering 200' },
+    );
+    expect(ready).toMatchObject({ ready: true, failing: [] });
+  });
 
   it('answers a WeChat message with the model’s reply at the callback URL', async () => {
     const res = await post({

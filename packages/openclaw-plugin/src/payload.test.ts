@@ -48,6 +48,18 @@ describe('parseWebhookPayload: the bridge payload', () => {
     expect(msg.callbackToken).toBe('cfg-token');
   });
 
+  it('prefers the configured callback URL to the request’s, and keeps the request’s token', () => {
+    const msg = parseWebhookPayload(moltage, { callbackUrl: 'http://10.0.1.1:3000/callback' });
+    expect(msg.callbackUrl).toBe('http://10.0.1.1:3000/callback');
+    expect(msg.callbackToken).toBe(moltage.callback_token);
+    expect(() =>
+      parseWebhookPayload(
+        { ...moltage, callback_url: 'file:///etc/passwd' },
+        { callbackUrl: 'http://b/callback' },
+      ),
+    ).toThrow('callback_url must be an absolute http(s) URL');
+  });
+
   it('says which field is wrong', () => {
     expect(reasonOf({ ...moltage, message_id: undefined })).toBe('message_id is required');
     expect(reasonOf({ ...moltage, openid: undefined })).toBe('openid is required');

@@ -67,13 +67,18 @@ function msgTypeOf(value: unknown, field: string): string {
   return msgType.toLowerCase();
 }
 
+/**
+ * The configured callbackUrl wins over the request's: whoever set up this OpenClaw knows how the
+ * bridge is reached from where it runs, while the bridge only knows its own public address. In a
+ * Moltage VM the orchestrator writes the guest's view of the bridge there (e.g. 10.0.1.1 for a
+ * bridge on the host's loopback). The request's URL is still validated.
+ */
 function callbackUrlOf(value: unknown, field: string, defaults: ChannelDefaults): string {
   const url = optionalString(value, field, MAX_URL_CHARS);
-  if (url !== undefined) {
-    if (!isHttpUrl(url)) throw new PayloadError(`${field} must be an absolute http(s) URL`);
-    return url;
-  }
+  if (url !== undefined && !isHttpUrl(url))
+    throw new PayloadError(`${field} must be an absolute http(s) URL`);
   if (defaults.callbackUrl) return defaults.callbackUrl;
+  if (url !== undefined) return url;
   throw new PayloadError(`${field} is required (channels.moltage.config.callbackUrl is not set either)`);
 }
 

@@ -17,6 +17,8 @@ export interface DeliveryDeps {
  */
 export class PluginContext {
   private deps?: DeliveryDeps;
+  private webhookUp = false;
+  private readonly webhookWaiters = new Set<() => void>();
 
   constructor(
     private readonly opts: {
@@ -30,6 +32,32 @@ export class PluginContext {
   /** Path of the callback routes file inside `stateDir`. */
   static routesFile(stateDir: string): string {
     return join(stateDir, 'plugins', PLUGIN_ID, 'callback-routes.json');
+  }
+
+  /** Set by the webhook service: whether it listens, so the channel can report itself healthy. */
+  setWebhookListening(up: boolean): void {
+    this.webhookUp = up;
+    if (!up) return;
+    for (const wake of this.webhookWaiters) wake();
+    this.webhookWaiters.clear();
+  }
+
+  /** Resolves true once the webhook listens, false when `signal` aborts first. */
+  waitForWebhook(signal: AbortSignal): Promise<boolean> {
+    if (this.webhookUp) return Promise.resolve(true);
+    if (signal.aborted) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const wake = () => {
+        signal.removeEventListener('abort', abort);
+        resolve(true);
+      };
+      const abort = () => {
+        this.webhookWaiters.delete(wake);
+        resolve(false);
+      };
+      this.webhookWaiters.add(wake);
+      signal.addEventListener('abort', abort, { once: true });
+    });
   }
 
   async delivery(): Promise<DeliveryDeps> {

@@ -44,7 +44,11 @@ describe('WebhookService: webhook → agent → callback', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  function build(rawConfig: Record<string, unknown>, dispatch: AgentDispatch = echoAgent) {
+  function build(
+    rawConfig: Record<string, unknown>,
+    dispatch: AgentDispatch = echoAgent,
+    busyRetryDelaysMs?: number[],
+  ) {
     const log = recordingLogger();
     const routes = new CallbackRouteStore(join(dir, 'routes.json'), log.logger);
     const callbacks = new CallbackClient({ logger: log.logger, policy });
@@ -58,6 +62,7 @@ describe('WebhookService: webhook → agent → callback', () => {
       callbacks,
       dispatch,
       reportFailure: (err) => failures.push(err),
+      ...(busyRetryDelaysMs ? { busyRetryDelaysMs } : {}),
     });
     return { log, routes, callbacks, failures, service };
   }
@@ -121,6 +126,52 @@ describe('WebhookService: webhook → agent → callback', () => {
       error: 'model provider unreachable',
     });
     expect(log.errors().some((e) => e.includes('m9'))).toBe(true);
+  });
+
+  it('tries a turn again while OpenClaw’s state database is busy, and answers once', async () => {
+    let tries = 0;
+    const busyTwice: AgentDispatch = async (msg, reply) => {
+      tries++;
+      if (tries <= 2) {
+        const err = new Error('another OpenClaw process owns state-lifecycle');
+        err.name = 'StateDatabaseCoordinatorContentionError';
+        throw err;
+      }
+      await reply(`answer to ${msg.text}`);
+    };
+    const { service: svc, log } = build({}, busyTwice, [10, 10, 10]);
+    await svc.start();
+    await post({
+      message_id: 'm5',
+      openid: 'oUser5',
+      text: 'hi',
+      msg_type: 'text',
+      callback_url: `${bridge.url}/cb`,
+    });
+    const [first] = await bridge.waitForRequests(1);
+    expect(first?.json).toMatchObject({ success: true, text: 'answer to hi', message_id: 'm5' });
+    expect(tries).toBe(3);
+    expect(log.warnings().filter((w) => w.includes('trying again'))).toHaveLength(2);
+  });
+
+  it('gives up on a busy state database after its retries and tells the bridge', async () => {
+    const alwaysBusy: AgentDispatch = async () => {
+      throw new Error('another OpenClaw process owns state-lifecycle');
+    };
+    const { service: svc } = build({}, alwaysBusy, [10, 10]);
+    await svc.start();
+    await post({
+      message_id: 'm6',
+      openid: 'oUser6',
+      text: 'hi',
+      msg_type: 'text',
+      callback_url: `${bridge.url}/cb`,
+    });
+    const [first] = await bridge.waitForRequests(1);
+    expect(first?.json).toMatchObject({
+      success: false,
+      error: 'another OpenClaw process owns state-lifecycle',
+    });
   });
 
   it('sends later messages of the agent through the route of the user’s last message', async () => {

@@ -26,6 +26,24 @@ export interface WebhookServiceDeps {
   startTunnel?: typeof defaultStartTunnel;
   /** Told when something that should work does not (the tunnel); the service keeps serving. */
   reportFailure?: (err: unknown) => void;
+  /** Waits before each new try of a turn that met a busy OpenClaw state database. */
+  busyRetryDelaysMs?: readonly number[];
+}
+
+/**
+ * OpenClaw refuses a turn with "another OpenClaw process owns state-lifecycle" while one of its
+ * own processes holds the state database's lifecycle lock (its startup checks, maintenance).
+ * Under emulation that lasts minutes after a boot; the message waits and is tried again, ~3 min
+ * in all, before the bridge hears of a failure.
+ */
+const BUSY_RETRY_DELAYS_MS = [2_000, 4_000, 8_000, 15_000, 30_000, 30_000, 30_000, 30_000, 30_000];
+
+function isStateBusy(err: unknown): boolean {
+  return (
+    err instanceof Error &&
+    (err.name === 'StateDatabaseCoordinatorContentionError' ||
+      /^another OpenClaw process owns /.test(err.message))
+  );
 }
 
 export interface StartedService {
@@ -111,15 +129,32 @@ export class WebhookService {
       ...(msg.callbackToken !== undefined ? { token: msg.callbackToken } : {}),
     };
     await this.deps.routes.set(msg.openid, target);
-    try {
-      await this.deps.dispatch(msg, async (text) => {
-        await this.deps.callbacks.deliver(target, {
-          openid: msg.openid,
-          text,
-          messageId: msg.messageId,
-          success: true,
-        });
+    const delays = this.deps.busyRetryDelaysMs ?? BUSY_RETRY_DELAYS_MS;
+    let replied = false;
+    const reply: ReplyFn = async (text) => {
+      replied = true;
+      await this.deps.callbacks.deliver(target, {
+        openid: msg.openid,
+        text,
+        messageId: msg.messageId,
+        success: true,
       });
+    };
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.deps.dispatch(msg, reply);
+          break;
+        } catch (err) {
+          // Only a turn that has not answered yet is tried again: nothing is sent twice.
+          const wait = delays[attempt];
+          if (replied || !isStateBusy(err) || wait === undefined) throw err;
+          this.deps.logger.warn(
+            `agent turn for message ${msg.messageId}: ${errorMessage(err)}; trying again in ${wait} ms`,
+          );
+          await new Promise((resolve) => setTimeout(resolve, wait));
+        }
+      }
     } catch (err) {
       this.deps.logger.error(
         `agent turn for message ${msg.messageId} (openid ${msg.openid}) failed: ${errorMessage(err)}`,

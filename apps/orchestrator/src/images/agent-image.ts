@@ -50,18 +50,20 @@ import { extractVmlinux } from './extract-vmlinux.js';
 import { type ImageManifest, readManifest } from './manifest.js';
 
 /** Bumped whenever the agent build procedure changes in a way that changes the output. */
-const AGENT_BUILDER_VERSION = 2;
+const AGENT_BUILDER_VERSION = 3;
 
 const SUITE = 'bookworm';
 /**
  * On top of debootstrap's minbase (Priority: required + apt): the SSH server, CA roots for the
- * agent's HTTPS calls, busybox for PID 1 (init, acpid, poweroff) and the initrd, and a few tools
- * a user who logs in expects (ps, ip, curl, less).
+ * agent's HTTPS calls, busybox for PID 1 (init, acpid, poweroff) and the initrd, socat to
+ * publish the webhook once OpenClaw is ready (run-agent-gate), and a few tools a user who logs
+ * in expects (ps, ip, curl, less).
  */
 const INCLUDE_PACKAGES = [
   'openssh-server',
   'ca-certificates',
   'busybox-static',
+  'socat',
   'procps',
   'iproute2',
   'curl',
@@ -117,8 +119,10 @@ export const AGENT_KERNEL_ARGS = TINY_KERNEL_ARGS;
 /** The plugin's webhook port (packages/openclaw-plugin default). */
 export const AGENT_PORT = 8789;
 /**
- * Guest memory for the agent image when DEFAULT_MEM_MIB is not set. OpenClaw's gateway and its
- * two helper processes use ~1.0–1.4 GB RSS; guest memory is only committed as it is touched.
+ * Guest memory for the agent image when DEFAULT_MEM_MIB is not set. Measured in the guest:
+ * OpenClaw's gateway and its two helper processes ~0.97 GB RSS idle, the gateway peaking at
+ * 1.0 GB while answering; the guest uses ~1.0–1.1 GB. Guest memory is only committed as it is
+ * touched.
  */
 export const AGENT_MEM_MIB = 2048;
 /**

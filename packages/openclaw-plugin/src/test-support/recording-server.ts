@@ -93,5 +93,6 @@ export function recordingLogger() {
       error: (message: string) => lines.push({ level: 'error', message }),
     },
     errors: () => lines.filter((l) => l.level === 'error').map((l) => l.message),
+    warnings: () => lines.filter((l) => l.level === 'warn').map((l) => l.message),
   };
 }

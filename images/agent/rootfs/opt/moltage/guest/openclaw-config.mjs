@@ -16,7 +16,11 @@ import { pathToFileURL } from 'node:url';
 
 const MAGIC = 'MOLTAGE_CONFIG_V1';
 const GATEWAY_PORT = 18789;
-const DEFAULT_AGENT_PORT = 8789;
+/**
+ * The plugin's webhook listens here, on loopback; etc/moltage/run-agent-gate publishes it on
+ * agent_port once OpenClaw is ready.
+ */
+const WEBHOOK_PORT = 18780;
 const PLUGIN_DIR = '/opt/moltage/openclaw-plugin';
 
 function fail(message) {
@@ -65,9 +69,6 @@ function isHttpUrl(value) {
 export function managedConfig(cfg, gatewayToken, gatewayPort = GATEWAY_PORT) {
   const agentToken = cfg.agent_token ?? '';
   if (agentToken.length < 8) throw new Error('agent_token is missing or shorter than 8 characters');
-  const port = cfg.agent_port ? Number(cfg.agent_port) : DEFAULT_AGENT_PORT;
-  if (!Number.isInteger(port) || port < 1 || port > 65535)
-    throw new Error(`bad agent_port ${cfg.agent_port}`);
 
   const out = {
     gateway: {
@@ -83,7 +84,10 @@ export function managedConfig(cfg, gatewayToken, gatewayPort = GATEWAY_PORT) {
       allow: ['webhook-server'],
       load: { paths: [PLUGIN_DIR] },
       entries: {
-        'webhook-server': { enabled: true, config: { port, host: '0.0.0.0', authToken: agentToken } },
+        'webhook-server': {
+          enabled: true,
+          config: { port: WEBHOOK_PORT, host: '127.0.0.1', authToken: agentToken },
+        },
       },
     },
     channels: { moltage: { config: {} } },

@@ -152,7 +152,10 @@ export async function bringUp(opts: UpOptions): Promise<StackInfo> {
     const bridgeLocal = `http://127.0.0.1:${bridgePort}`;
     const bridgeBase = env.BRIDGE_BASE_URL ?? bridgeLocal;
     const orchUrl = `http://127.0.0.1:${orchPort}`;
-    const readyTimeoutMs = env.VM_READY_TIMEOUT_MS ?? '300000';
+    // Under QEMU's software emulation (no usable KVM) the agent image's first boot takes 4-7
+    // minutes, more on a loaded machine, and OpenClaw's first turn after it 2-4 more.
+    const readyTimeoutMs = env.VM_READY_TIMEOUT_MS ?? '900000';
+    const agentReplyTimeoutMs = env.AGENT_REPLY_TIMEOUT_MS ?? '600000';
 
     // Guest image, then the orchestrator.
     const image = (env.VM_IMAGE ?? 'agent') as 'agent' | 'tiny';
@@ -245,6 +248,7 @@ export async function bringUp(opts: UpOptions): Promise<StackInfo> {
         SSH_HOST: env.SSH_HOST ?? (demo ? '127.0.0.1' : hostname()),
         SSH_PORT: String(sshPort),
         VM_READY_TIMEOUT_MS: readyTimeoutMs,
+        AGENT_REPLY_TIMEOUT_MS: agentReplyTimeoutMs,
         ADMIN_TOKEN: env.ADMIN_TOKEN ?? secrets.adminToken,
         SSH_GATEWAY_STATUS_URL: `http://127.0.0.1:${gwMetricsPort}`,
         ...(env.BIND_ALLOW_PRIVATE ? { BIND_ALLOW_PRIVATE: env.BIND_ALLOW_PRIVATE } : {}),

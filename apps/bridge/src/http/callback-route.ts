@@ -67,8 +67,14 @@ export async function callbackRoute(app: FastifyInstance, deps: CallbackRouteDep
       if (!token) throw new BridgeError('BRIDGE_UNAUTHORIZED', 'callback token is missing');
       const owner = await deps.users.resolveCallbackToken(token);
       if (!owner) throw new BridgeError('BRIDGE_UNAUTHORIZED', 'unknown callback token');
-      const claimed = pick(body['openid'], metadata['openid'], req.query['openid']);
-      if (claimed !== undefined && claimed !== owner.openid) {
+      // Every openid the request names (body, metadata, query) must be the token's own user.
+      const claims = [body['openid'], metadata['openid'], req.query['openid']].filter(
+        (v) => v !== undefined && v !== null && v !== '',
+      );
+      if (claims.some((v) => typeof v !== 'string')) {
+        throw new BridgeError('BRIDGE_BAD_REQUEST', 'openid must be a single string');
+      }
+      if (claims.some((v) => v !== owner.openid)) {
         throw new BridgeError('BRIDGE_FORBIDDEN', 'this token may not message that user');
       }
       const openid = owner.openid;

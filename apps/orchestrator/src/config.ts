@@ -61,7 +61,8 @@ export const configSchema = z
     /** Where the jailer builds chroots; on the same filesystem as VM_DATA_DIR and the images. */
     JAILER_CHROOT_BASE_DIR: z.string().default('/srv/jailer'),
     VM_IMAGE_DIR: z.string().default('/var/lib/moltage/images'),
-    VM_IMAGE: z.enum(['agent', 'tiny']).default('agent'),
+    /** `tiny-agent`: the tiny image with a minimal test agent (whole-stack tests). */
+    VM_IMAGE: z.enum(['agent', 'tiny', 'tiny-agent']).default('agent'),
     KERNEL_PATH: z.string().optional(),
     INITRD_PATH: z.string().optional(),
     BASE_ROOTFS_PATH: z.string().optional(),

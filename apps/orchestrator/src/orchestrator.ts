@@ -20,6 +20,9 @@ import { parseCidr } from './domain/ip-pool.js';
 import type { NetworkProvider } from './domain/network.js';
 import { VmManager } from './vm-manager.js';
 
+/** How often running VMs' processes are checked (a VM killed or crashed frees its resources). */
+const EXIT_WATCH_MS = 5000;
+
 export interface RunningOrchestrator {
   app: FastifyInstance;
   url: string;
@@ -223,6 +226,7 @@ export async function runOrchestrator(opts: RunOrchestratorOptions = {}): Promis
       },
     });
     await manager.reconcile();
+    manager.startExitWatch(EXIT_WATCH_MS);
     manager.startIdleReaper(
       config.VM_IDLE_TIMEOUT_S,
       Math.min(30_000, Math.max(1000, (config.VM_IDLE_TIMEOUT_S * 1000) / 4)),
@@ -251,6 +255,7 @@ export async function runOrchestrator(opts: RunOrchestratorOptions = {}): Promis
     } catch (err) {
       await app.close();
       manager.stopIdleReaper();
+      await manager.stopExitWatch();
       redis.disconnect();
       throw new Error(`cannot register in the host registry: ${(err as Error).message}`, { cause: err });
     }
@@ -267,6 +272,7 @@ export async function runOrchestrator(opts: RunOrchestratorOptions = {}): Promis
         await hosts.stop().catch((err) => logger.warn({ err }, 'leaving the host registry failed'));
         await app.close();
         vms.stopIdleReaper();
+        await vms.stopExitWatch();
         if (!config.VM_KEEP_ON_EXIT) {
           const live = await vms.liveOwn();
           await Promise.all(

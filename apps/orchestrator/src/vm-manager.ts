@@ -72,6 +72,9 @@ export class VmManager {
   private readonly log: Logger;
   private readonly instance = randomUUID();
   private reaper?: NodeJS.Timeout;
+  private exitWatch?: NodeJS.Timeout;
+  /** The exit check in progress, if any (never two at once). */
+  private exitCheck?: Promise<unknown>;
 
   constructor(private readonly deps: VmManagerDeps) {
     this.log = deps.logger;
@@ -655,6 +658,79 @@ export class VmManager {
   stopIdleReaper(): void {
     if (this.reaper) clearInterval(this.reaper);
     this.reaper = undefined;
+  }
+
+  /**
+   * Notices this host's VMs whose process ended on its own (killed, crashed, powered off from
+   * inside) every `intervalMs`: see {@link releaseExited}.
+   */
+  startExitWatch(intervalMs: number): void {
+    this.exitWatch = setInterval(() => {
+      if (this.exitCheck) return;
+      this.exitCheck = this.releaseExited()
+        .catch((err) => this.log.warn({ err }, 'checking VM processes failed'))
+        .finally(() => {
+          this.exitCheck = undefined;
+        });
+    }, intervalMs);
+    this.exitWatch.unref();
+  }
+
+  /** Stops the watch and waits for a check in progress (before Redis is closed). */
+  async stopExitWatch(): Promise<void> {
+    if (this.exitWatch) clearInterval(this.exitWatch);
+    this.exitWatch = undefined;
+    await this.exitCheck;
+  }
+
+  /**
+   * Records `running` whose VM process is gone become `stopped`, and their IP, TAP, slot and run
+   * dir are freed at once — not held until the user's next message or the idle reaper; the next
+   * create starts the VM again on the same data disk. A VM busy with another operation is left to
+   * that operation. Returns the users whose VM was found gone.
+   */
+  async releaseExited(): Promise<string[]> {
+    const driver = this.deps.driver;
+    if (!driver) return [];
+    const gone: string[] = [];
+    for (const vm of await this.own()) {
+      const handle = vm.runtime.handle;
+      if (vm.state !== 'running' || !handle || (await driver.status(handle)) !== 'stopped') continue;
+      try {
+        await this.withLock(vm.user_id, 0, async () => {
+          // Under the lock: still the same VM (a create may have replaced it meanwhile), still gone.
+          const current = await this.deps.store.get(vm.user_id);
+          const h = current?.runtime.handle;
+          if (
+            current?.state !== 'running' ||
+            !h ||
+            current.runtime.vmId !== vm.runtime.vmId ||
+            (await driver.status(h)) !== 'stopped'
+          ) {
+            return;
+          }
+          this.log.warn(
+            { openid: vm.user_id, vmId: current.runtime.vmId, pid: h.pid },
+            'VM process ended on its own; freeing its resources (the next create starts it again)',
+          );
+          await this.releaseResources(current, false);
+          await this.deps.store.put(
+            this.stamp({
+              ...current,
+              state: 'stopped',
+              ip: null,
+              ssh: null,
+              agent_url: null,
+              runtime: { ...current.runtime, handle: null },
+            }),
+          );
+          gone.push(vm.user_id);
+        });
+      } catch (err) {
+        if (!(err instanceof OrchestratorError && err.code === 'ORCH_VM_BUSY')) throw err;
+      }
+    }
+    return gone;
   }
 
   /** This host's running VMs. */

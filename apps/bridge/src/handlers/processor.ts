@@ -352,10 +352,14 @@ export class EntryProcessor implements EntryHandler {
     }
 
     const payload = this.#payload(user.openid, entry, route, target.callbackToken);
-    await d.waits.add(user.openid, entry.eid, {
-      receivedAt: entry.at,
-      deadline: this.#now() + d.config.agentReplyTimeoutMs,
-    });
+    // The reply deadline runs from just before the dispatch (a fast agent may answer before the
+    // dispatch call returns, and its reply must find the wait).
+    const awaitReply = () =>
+      d.waits.add(user.openid, entry.eid, {
+        receivedAt: entry.at,
+        deadline: this.#now() + d.config.agentReplyTimeoutMs,
+      });
+    await awaitReply();
     try {
       try {
         await this.#dispatch(target, payload, ctx);
@@ -364,7 +368,11 @@ export class EntryProcessor implements EntryHandler {
         if (!target.cached || ctx.signal.aborted) throw err;
         this.#vmCache.delete(user.openid);
         ctx.log.info({ err }, 'remembered VM did not accept the message; asking the orchestrator');
+        // Starting the VM again is not the agent's time: no reply deadline runs meanwhile (it
+        // could expire during a slow start and the user get a timeout notice and then the answer).
+        await d.waits.clear(user.openid, entry.eid);
         target = this.#vmTarget(user, await this.#ensureVm(user, entry, ctx), false);
+        await awaitReply();
         await this.#dispatch(target, payload, ctx);
       }
     } catch (err) {

@@ -47,7 +47,12 @@ export function imageResolver(opts: {
     const rootfsPath = opts.baseRootfsPath ?? (manifest ? join(dir, manifest.rootfs) : undefined);
     const initrdPath = opts.initrdPath ?? (manifest ? join(dir, manifest.initrd) : undefined);
     if (!kernelPath || !rootfsPath) {
-      const hint = opts.image === 'tiny' ? 'moltage image build --tiny' : 'moltage image build';
+      const hint =
+        opts.image === 'tiny'
+          ? 'moltage image build --tiny'
+          : opts.image === 'tiny-agent'
+            ? "buildImage({ kind: 'tiny-agent' }) from @moltage/orchestrator, as the tests do"
+            : 'moltage image build';
       throw new ImageMissingError(`no ${opts.image} image in ${dir} (build it with: ${hint})`);
     }
     for (const p of [kernelPath, rootfsPath, ...(initrdPath ? [initrdPath] : [])]) {

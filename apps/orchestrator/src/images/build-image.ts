@@ -70,14 +70,32 @@ const TRIM_PATHS = [
 
 export const TINY_KERNEL_ARGS = 'console=ttyS0 panic=-1 quiet';
 
+/** The images this file builds from Debian packages alone (`agent` is agent-image.ts). */
+export type TinyKind = 'tiny' | 'tiny-agent';
+
+/**
+ * The guest files of each kind, copied over the unpacked packages in this order: `tiny-agent` is
+ * the tiny image plus a test agent (busybox shell scripts that speak the webhook contract).
+ */
+const ROOTFS_LAYERS: Record<TinyKind, string[]> = {
+  tiny: ['tiny/rootfs'],
+  'tiny-agent': ['tiny/rootfs', 'tiny/test-agent/rootfs'],
+};
+
+/** The port the test agent of `tiny-agent` serves (the contract's default agent port). */
+export const TEST_AGENT_PORT = 8789;
+
 export interface ImageProgress {
   step: 'resolve' | 'cached' | 'download' | 'extract' | 'rootfs' | 'initrd' | 'done';
   message: string;
 }
 
 export interface BuildImageOptions {
-  /** `tiny`: busybox + dropbear test image; `agent`: Debian + OpenClaw + the Moltage plugin (agent-image.ts). */
-  kind: 'tiny' | 'agent';
+  /**
+   * `tiny`: busybox + dropbear test image; `tiny-agent`: the same plus a minimal test agent on
+   * port 8789 (for whole-stack tests); `agent`: Debian + OpenClaw + the Moltage plugin (agent-image.ts).
+   */
+  kind: TinyKind | 'agent';
   /** `VM_IMAGE_DIR`; the image lands in `<imageDir>/<kind>/`. */
   imageDir: string;
   onProgress?: (p: ImageProgress) => void;
@@ -118,13 +136,13 @@ export async function listFiles(dir: string): Promise<string[]> {
 }
 
 /** Hash of everything that decides the image's bytes: packages, guest files, builder version. */
-async function inputHash(kind: string, packages: DebPackage[]): Promise<string> {
+async function inputHash(kind: TinyKind, packages: DebPackage[]): Promise<string> {
   const h = createHash('sha256');
   h.update(JSON.stringify({ BUILDER_VERSION, kind, INITRD_MODULES, TRIM_PATHS, TINY_KERNEL_ARGS, packages }));
-  for (const file of [
-    join(IMAGES_SOURCE_DIR, 'guest/init'),
-    ...(await listFiles(join(IMAGES_SOURCE_DIR, kind, 'rootfs'))),
-  ]) {
+  const layerFiles: string[] = [];
+  for (const layer of ROOTFS_LAYERS[kind])
+    layerFiles.push(...(await listFiles(join(IMAGES_SOURCE_DIR, layer))));
+  for (const file of [join(IMAGES_SOURCE_DIR, 'guest/init'), ...layerFiles]) {
     const st = await stat(file);
     h.update(`\0${relative(IMAGES_SOURCE_DIR, file)}\0${st.mode & 0o111 ? 'x' : '-'}\0`);
     h.update(await readFile(file));
@@ -240,8 +258,10 @@ export async function buildImage(opts: BuildImageOptions): Promise<BuiltImage> {
     return buildAgentImage(opts);
   }
   const progress = opts.onProgress ?? (() => {});
-  if (opts.kind !== 'tiny') throw new ImageBuildError(`unknown image kind ${String(opts.kind)}`);
-  const kind = opts.kind;
+  if (!Object.hasOwn(ROOTFS_LAYERS, opts.kind)) {
+    throw new ImageBuildError(`unknown image kind ${String(opts.kind)}`);
+  }
+  const kind: TinyKind = opts.kind;
   await mkdir(opts.imageDir, { recursive: true });
   const finalDir = join(opts.imageDir, kind);
 
@@ -298,7 +318,7 @@ export function describe(dir: string, manifest: ImageManifest, cached: boolean):
 async function buildInto(
   work: string,
   finalDir: string,
-  kind: string,
+  kind: TinyKind,
   packages: DebPackage[],
   hash: string,
   progress: (p: ImageProgress) => void,
@@ -350,7 +370,9 @@ async function buildInto(
   await chmod(join(rootfs, 'tmp'), 0o1777);
   await chmod(join(rootfs, 'var/tmp'), 0o1777);
   await chmod(join(rootfs, 'root'), 0o700);
-  await cp(join(IMAGES_SOURCE_DIR, kind, 'rootfs'), rootfs, { recursive: true, force: true });
+  for (const layer of ROOTFS_LAYERS[kind]) {
+    await cp(join(IMAGES_SOURCE_DIR, layer), rootfs, { recursive: true, force: true });
+  }
   await chmod(join(rootfs, 'etc/shadow'), 0o600);
   const usedBytes = await dirSizeBytes(rootfs);
   const sizeMib = Math.ceil((usedBytes * 1.3) / 1048576) + 16;
@@ -401,7 +423,7 @@ async function buildInto(
     kernelArgs: TINY_KERNEL_ARGS,
     sshUser: 'user',
     sshPort: 22,
-    agentPort: null,
+    agentPort: kind === 'tiny-agent' ? TEST_AGENT_PORT : null,
     packages,
     modules: moduleNames,
     sizes: {

@@ -16,6 +16,11 @@ export function tinyImage(): Promise<BuiltImage> {
   return buildImage({ kind: 'tiny', imageDir: TEST_IMAGE_DIR });
 }
 
+/** The tiny image plus its test agent (webhook on 8789), cached beside it. */
+export function tinyAgentImage(): Promise<BuiltImage> {
+  return buildImage({ kind: 'tiny-agent', imageDir: TEST_IMAGE_DIR });
+}
+
 export interface Sandbox {
   dir: string;
   dataDir: string;

@@ -229,6 +229,8 @@ async function main() {
         ORCHESTRATOR_URL: `http://127.0.0.1:${orchPort}`,
         ORCHESTRATOR_TOKEN: orchToken,
         VM_READY_TIMEOUT_MS: String(COLD_TIMEOUT_MS),
+        // OpenClaw's first turn after a boot takes minutes under TCG.
+        AGENT_REPLY_TIMEOUT_MS: String(COLD_TIMEOUT_MS),
         LOG_LEVEL: 'warn',
       },
       `${bridgeUrl}/health`,

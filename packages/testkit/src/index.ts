@@ -1,5 +1,5 @@
 export { freePort } from './ports.js';
 export { type ChildService, spawnService } from './process.js';
 export { seededRandom } from './random.js';
-export { type RedisServer, startRedis } from './redis.js';
+export { type RedisServer, redisPing, startRedis } from './redis.js';
 export { waitFor } from './wait.js';

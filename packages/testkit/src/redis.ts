@@ -16,7 +16,8 @@ export interface RedisServer {
   restart(): Promise<void>;
 }
 
-function ping(port: number): Promise<boolean> {
+/** Whether a Redis on 127.0.0.1:`port` answers PING with +PONG (not -LOADING while it reads its AOF). */
+export function redisPing(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const sock = createConnection({ host: '127.0.0.1', port });
     sock.setTimeout(500);
@@ -69,7 +70,7 @@ export async function startRedis(opts: { appendonly?: boolean } = {}): Promise<R
       proc.once('exit', (code) => reject(new Error(`redis-server exited early with code ${code}`)));
     });
     failed.catch(() => {});
-    await Promise.race([waitFor(() => ping(port), { timeoutMs: 10_000, what: 'redis-server' }), failed]);
+    await Promise.race([waitFor(() => redisPing(port), { timeoutMs: 10_000, what: 'redis-server' }), failed]);
   };
 
   const kill = async (signal: NodeJS.Signals) => {

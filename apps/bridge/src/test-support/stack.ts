@@ -1,6 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -9,7 +8,7 @@ import { promisify } from 'node:util';
 import { createLogger } from '@moltage/core';
 import { buildImage } from '@moltage/orchestrator';
 import { SimulatorClient, type StartedSimulator, startSimulator } from '@moltage/simulator';
-import { type ChildService, freePort, spawnService, waitFor } from '@moltage/testkit';
+import { type ChildService, freePort, redisPing, spawnService, waitFor } from '@moltage/testkit';
 import { Redis } from 'ioredis';
 import type { BridgeTuning } from '../app.js';
 import { type RunningBridge, runBridge } from '../main.js';
@@ -29,24 +28,6 @@ export const TEST_IMAGE_DIR = process.env.MOLTAGE_TEST_IMAGE_DIR ?? '/var/tmp/mo
 export async function prepareStack(): Promise<void> {
   await exec('npx', ['tsc', '-b', 'apps/orchestrator'], { cwd: REPO, timeout: 240_000 });
   await buildImage({ kind: 'tiny-agent', imageDir: TEST_IMAGE_DIR });
-}
-
-function ping(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = createConnection({ host: '127.0.0.1', port });
-    sock.setTimeout(500);
-    sock.on('connect', () => sock.write('PING\r\n'));
-    // While Redis loads its AOF it answers -LOADING: not ready yet.
-    sock.on('data', (d) => {
-      sock.destroy();
-      resolve(d.toString().startsWith('+PONG'));
-    });
-    sock.on('error', () => resolve(false));
-    sock.on('timeout', () => {
-      sock.destroy();
-      resolve(false);
-    });
-  });
 }
 
 /** A redis-server with AOF on, stopped and started again on the same port and data dir. */
@@ -110,7 +91,7 @@ export async function startAofRedis(opts: {
       p.once('exit', (code) => reject(new Error(`redis-server exited early with code ${code}`)));
     });
     failed.catch(() => {});
-    await Promise.race([waitFor(() => ping(port), { timeoutMs: 20_000, what: 'redis-server' }), failed]);
+    await Promise.race([waitFor(() => redisPing(port), { timeoutMs: 20_000, what: 'redis-server' }), failed]);
   };
   await start();
   return {

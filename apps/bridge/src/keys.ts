@@ -11,6 +11,16 @@ export const keys = {
   dedup: (pushKey: string) => `dedup:${pushKey}`,
   /** Stream: the user's pending work (pushes, agent replies, notices), oldest first. */
   inbox: (openid: string) => `inbox:${openid}`,
+  /**
+   * Integer: the reply and notice entries in `inbox:<openid>` (they go before pushes), kept with
+   * every change of the inbox so the next entry is found without scanning it; deleted with it.
+   */
+  answers: (openid: string) => `answers:${openid}`,
+  /**
+   * String with EX: the id of the user's notification in `queue:ready` not acknowledged yet; while
+   * it exists, queueing more for the user adds no notification (its drain sees the new entries).
+   */
+  notified: (openid: string) => `notified:${openid}`,
   /** Stream with consumer group {@link CONSUMER_GROUP}: "user X has work" notifications. */
   ready: () => 'queue:ready',
   /** Counter: entries in all inboxes (queue depth). */

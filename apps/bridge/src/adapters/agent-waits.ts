@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { keys } from '../keys.js';
 import { LuaScript } from './lua.js';
+import { ANSWER_COUNT, NOTIFY } from './queue.js';
 
 /** A message handed to an agent whose reply has not come yet. */
 export interface Wait {
@@ -29,12 +30,14 @@ redis.call('DEL', KEYS[1])
 return out
 `);
 
-const EXPIRE_ONE = new LuaScript(`
--- KEYS: due, waits, inbox, ready, depth ; ARGV: member, wait eid, openid, notice eid, data, at
+const EXPIRE_ONE = new LuaScript(`${ANSWER_COUNT}${NOTIFY}
+-- KEYS: due, waits, inbox, ready, depth, answers, notified ; ARGV: member, wait eid, openid, notice eid, data, at
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[2])
+local was_len = redis.call('XLEN', KEYS[3])
+count_added(KEYS[3], KEYS[6], 'notice', was_len)
 redis.call('XADD', KEYS[3], '*', 'eid', ARGV[4], 'kind', 'notice', 'data', ARGV[5], 'at', ARGV[6])
-redis.call('XADD', KEYS[4], '*', 'u', ARGV[3])
+notify(KEYS[4], KEYS[7], ARGV[3])
 redis.call('INCR', KEYS[5])
 return 1
 `);
@@ -94,7 +97,15 @@ export class AgentWaits {
       const eid = member.slice(tab + 1);
       const res = await EXPIRE_ONE.run(
         this.redis,
-        [keys.waitsDue(), keys.waits(openid), keys.inbox(openid), keys.ready(), keys.depth()],
+        [
+          keys.waitsDue(),
+          keys.waits(openid),
+          keys.inbox(openid),
+          keys.ready(),
+          keys.depth(),
+          keys.answers(openid),
+          keys.notified(openid),
+        ],
         [
           member,
           eid,

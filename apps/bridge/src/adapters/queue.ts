@@ -53,11 +53,14 @@ export function leaseToken(nid: string, consumer: string): string {
 }
 
 /**
- * Lua: `pick(inbox, waits)`, the entry to process next. Replies and notices first — they answer
- * messages handed on already, all older than any message still queued — oldest first; then the
- * oldest push, unless the user has a message awaiting the agent's reply: the push waits until
+ * Lua: `pick(inbox, waits, answers)`, the entry to process next. Replies and notices first — they
+ * answer messages handed on already, all older than any message still queued — oldest first; then
+ * the oldest push, unless the user has a message awaiting the agent's reply: the push waits until
  * that is answered (it is not held back by its own wait: a worker died while dispatching it), or
  * the bridge answers it itself (field own: a command, which needs no agent).
+ * `answers` counts the reply and notice entries of the inbox (see {@link ANSWER_COUNT}): at 0 the
+ * oldest entry is the one, without scanning the inbox (a backlog of hundreds of pushes made every
+ * pick read them all); missing (an inbox queued before the count existed) means scan.
  * Returns the stream row or nil.
  */
 const PICK = `
@@ -68,17 +71,24 @@ local function field(row, name)
   end
   return nil
 end
-local function pick(inbox, waits)
+local function pick(inbox, waits, answers)
   local oldest_push = nil
-  local start = '-'
-  while true do
-    local page = redis.call('XRANGE', inbox, start, '+', 'COUNT', 64)
-    for _, row in ipairs(page) do
-      if field(row, 'kind') ~= 'push' then return row end
-      if not oldest_push then oldest_push = row end
+  local counted = redis.call('GET', answers)
+  if counted == '0' then
+    oldest_push = redis.call('XRANGE', inbox, '-', '+', 'COUNT', 1)[1]
+  else
+    local start = '-'
+    while true do
+      local page = redis.call('XRANGE', inbox, start, '+', 'COUNT', 64)
+      for _, row in ipairs(page) do
+        if field(row, 'kind') ~= 'push' then return row end
+        if not oldest_push then oldest_push = row end
+      end
+      if #page < 64 then break end
+      start = '(' .. page[#page][1]
     end
-    if #page < 64 then break end
-    start = '(' .. page[#page][1]
+    -- The whole inbox holds pushes only: from now on the count is known.
+    redis.call('SET', answers, 0)
   end
   if not oldest_push then return nil end
   if field(oldest_push, 'own') == '1' then return oldest_push end
@@ -87,6 +97,38 @@ local function pick(inbox, waits)
   local eid = field(oldest_push, 'eid') or oldest_push[1]
   if awaited == 1 and redis.call('HEXISTS', waits, eid) == 1 then return oldest_push end
   return nil
+end
+`;
+
+/**
+ * Lua: keeping `answers:<openid>` (reply and notice entries in the inbox) exact. When it exists it
+ * is exact: it is created only for an empty inbox (or after a scan found no answers), changes in
+ * the same script as every XADD and XDEL of an answer, and goes when the inbox is deleted.
+ * `count_added(inbox, answers, kind, was_len)` after an XADD (`was_len`: XLEN before it);
+ * `remove_entry(inbox, depth, answers, id)` deletes an entry and counts it out of the depth too.
+ */
+export const ANSWER_COUNT = `
+local function count_added(inbox, answers, kind, was_len)
+  local is_answer = kind ~= 'push'
+  if redis.call('EXISTS', answers) == 1 then
+    if is_answer then redis.call('INCR', answers) end
+  elseif was_len == 0 then
+    redis.call('SET', answers, is_answer and 1 or 0)
+  end
+end
+local function remove_entry(inbox, depth, answers, id)
+  local rows = redis.call('XRANGE', inbox, id, id)
+  if #rows == 0 then return end
+  local f = rows[1][2]
+  local kind = 'push'
+  for i = 1, #f, 2 do
+    if f[i] == 'kind' then kind = f[i + 1] end
+  end
+  redis.call('XDEL', inbox, id)
+  if redis.call('DECR', depth) < 0 then redis.call('SET', depth, 0) end
+  if kind ~= 'push' and redis.call('EXISTS', answers) == 1 then
+    if redis.call('DECR', answers) < 0 then redis.call('SET', answers, 0) end
+  end
 end
 `;
 
@@ -101,8 +143,31 @@ local function owns(ready, group, nid, consumer)
 end
 `;
 
-const ENQUEUE = new LuaScript(`
--- KEYS: inbox, ready, depth, dedup, quota, waits, waits due
+/** How long `notified:<openid>` lives at most. */
+export const NOTIFIED_TTL_S = 600;
+
+/**
+ * Lua: one outstanding notification per user. `notify(ready, notified, openid)` adds a
+ * notification to `queue:ready` unless `notified:<openid>` names one not acknowledged yet — that
+ * one's drain sees every entry queued before it finishes (its last step checks the inbox in the
+ * same script that acknowledges it), so a backlog of pushes costs one notification, not one each
+ * (the worker used to read, fail to lease and acknowledge the others one by one). `acked(notified,
+ * nid)` forgets the marker when its notification is acknowledged. The marker expires after
+ * {@link NOTIFIED_TTL_S} in any case: a notification more is harmless, one fewer would not be.
+ */
+export const NOTIFY = `
+local function notify(ready, notified, openid)
+  if redis.call('EXISTS', notified) == 1 then return end
+  local nid = redis.call('XADD', ready, '*', 'u', openid)
+  redis.call('SET', notified, nid, 'EX', ${NOTIFIED_TTL_S})
+end
+local function acked(notified, nid)
+  if redis.call('GET', notified) == nid then redis.call('DEL', notified) end
+end
+`;
+
+const ENQUEUE = new LuaScript(`${ANSWER_COUNT}${NOTIFY}
+-- KEYS: inbox, ready, depth, dedup, quota, waits, waits due, answers, notified
 -- ARGV: openid, eid, kind, data, at, dedupTtlS ('' = no dedup), window ('', open, close), quotaTtlS, budget,
 --       answers ('' = none, 'one' = the message ARGV[11], 'all' = every awaited message), answered eid,
 --       ledger key prefix, ledger TTL s, '1' when the bridge answers the push itself (field own)
@@ -125,16 +190,18 @@ end
 if ARGV[6] ~= '' then
   if not redis.call('SET', KEYS[4], ARGV[2], 'NX', 'EX', ARGV[6]) then
     -- A repeated reply: nothing to queue, but the user's messages held back by the wait it ended go on.
-    if cleared > 0 and redis.call('XLEN', KEYS[1]) > 0 then redis.call('XADD', KEYS[2], '*', 'u', ARGV[1]) end
+    if cleared > 0 and redis.call('XLEN', KEYS[1]) > 0 then notify(KEYS[2], KEYS[9], ARGV[1]) end
     return 0
   end
 end
+local was_len = redis.call('XLEN', KEYS[1])
 if ARGV[14] == '1' then
   redis.call('XADD', KEYS[1], '*', 'eid', ARGV[2], 'kind', ARGV[3], 'data', ARGV[4], 'at', ARGV[5], 'own', '1')
 else
   redis.call('XADD', KEYS[1], '*', 'eid', ARGV[2], 'kind', ARGV[3], 'data', ARGV[4], 'at', ARGV[5])
 end
-redis.call('XADD', KEYS[2], '*', 'u', ARGV[1])
+count_added(KEYS[1], KEYS[8], ARGV[3], was_len)
+notify(KEYS[2], KEYS[9], ARGV[1])
 redis.call('INCR', KEYS[3])
 if ARGV[7] == 'open' then
   redis.call('SET', KEYS[5], 0, 'EX', ARGV[8])
@@ -144,27 +211,21 @@ end
 return 1
 `);
 
-const COMPLETE = new LuaScript(`
--- KEYS: inbox, depth ; ARGV: stream id
-if redis.call('XDEL', KEYS[1], ARGV[1]) == 1 then
-  if redis.call('DECR', KEYS[2]) < 0 then redis.call('SET', KEYS[2], 0) end
-end
+const COMPLETE = new LuaScript(`${ANSWER_COUNT}
+-- KEYS: inbox, depth, answers ; ARGV: stream id
+remove_entry(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
 return 1
 `);
 
-const ADVANCE = new LuaScript(`${PICK}
--- KEYS: inbox, depth, waits, lease ; ARGV: stream id of the entry just done ('' = none), ledger key prefix,
+const ADVANCE = new LuaScript(`${PICK}${ANSWER_COUNT}
+-- KEYS: inbox, depth, waits, lease, answers ; ARGV: stream id of the entry just done ('' = none), ledger key prefix,
 --       ledger TTL s, lease token
 -- Removes the finished entry, then returns the next entry to process (see pick) with its attempt
 -- counted: {id, fields, attempts}; nil when there is none; {'lost'} when the lease is no longer
 -- this worker's (expired, or taken over after this process stalled): it must not start another entry.
-if ARGV[1] ~= '' then
-  if redis.call('XDEL', KEYS[1], ARGV[1]) == 1 then
-    if redis.call('DECR', KEYS[2]) < 0 then redis.call('SET', KEYS[2], 0) end
-  end
-end
+if ARGV[1] ~= '' then remove_entry(KEYS[1], KEYS[2], KEYS[5], ARGV[1]) end
 if redis.call('GET', KEYS[4]) ~= ARGV[4] then return {'lost'} end
-local row = pick(KEYS[1], KEYS[3])
+local row = pick(KEYS[1], KEYS[3], KEYS[5])
 if not row then return nil end
 local id = row[1]
 local fields = row[2]
@@ -196,8 +257,8 @@ redis.call('XCLAIM', KEYS[2], ARGV[3], ARGV[4], 0, ARGV[5], 'JUSTID')
 return 1
 `);
 
-const FINISH = new LuaScript(`${PICK}${OWNS}
--- KEYS: lease, inbox, ready, waits ; ARGV: token, group, notification id, openid, mode (drained|handback|ack), consumer
+const FINISH = new LuaScript(`${PICK}${OWNS}${NOTIFY}
+-- KEYS: lease, inbox, ready, waits, answers, notified ; ARGV: token, group, notification id, openid, mode (drained|handback|ack), consumer
 -- drained: the worker found nothing to process. If the lease is still its own and there is work
 -- after all (queued meanwhile, or a wait just ended), returns 0: keep going. Else releases the
 -- lease (deletes the empty inbox) and acknowledges the notification. Entries held back by a wait
@@ -208,18 +269,20 @@ const FINISH = new LuaScript(`${PICK}${OWNS}
 local mine = redis.call('GET', KEYS[1]) == ARGV[1]
 local len = redis.call('XLEN', KEYS[2])
 if ARGV[5] == 'drained' and mine then
-  if len > 0 and pick(KEYS[2], KEYS[4]) then return 0 end
+  if len > 0 and pick(KEYS[2], KEYS[4], KEYS[5]) then return 0 end
   redis.call('DEL', KEYS[1])
-  if len == 0 then redis.call('DEL', KEYS[2]) end
+  if len == 0 then redis.call('DEL', KEYS[2], KEYS[5]) end
   redis.call('XACK', KEYS[3], ARGV[2], ARGV[3])
   redis.call('XDEL', KEYS[3], ARGV[3])
+  acked(KEYS[6], ARGV[3])
   return 1
 end
 if mine then redis.call('DEL', KEYS[1]) end
 if not owns(KEYS[3], ARGV[2], ARGV[3], ARGV[6]) then return 1 end
 redis.call('XACK', KEYS[3], ARGV[2], ARGV[3])
 redis.call('XDEL', KEYS[3], ARGV[3])
-if ARGV[5] ~= 'ack' and len > 0 and pick(KEYS[2], KEYS[4]) then redis.call('XADD', KEYS[3], '*', 'u', ARGV[4]) end
+acked(KEYS[6], ARGV[3])
+if ARGV[5] ~= 'ack' and len > 0 and pick(KEYS[2], KEYS[4], KEYS[5]) then notify(KEYS[3], KEYS[6], ARGV[4]) end
 return 1
 `);
 
@@ -275,6 +338,8 @@ export class RedisQueue {
         keys.quota(openid),
         keys.waits(openid),
         keys.waitsDue(),
+        keys.answers(openid),
+        keys.notified(openid),
       ],
       [
         openid,
@@ -319,7 +384,7 @@ export class RedisQueue {
   ): Promise<{ entry: QueueEntry; attempt: number } | null | 'lost'> {
     const res = (await ADVANCE.run(
       this.redis,
-      [keys.inbox(openid), keys.depth(), keys.waits(openid), keys.lease(openid)],
+      [keys.inbox(openid), keys.depth(), keys.waits(openid), keys.lease(openid), keys.answers(openid)],
       [doneId ?? '', keys.ledger(''), ledgerTtlS, token],
     )) as [string, string[], number] | ['lost'] | null;
     if (!res) return null;
@@ -330,7 +395,11 @@ export class RedisQueue {
 
   /** Removes a processed entry. */
   async complete(entry: QueueEntry): Promise<void> {
-    await COMPLETE.run(this.redis, [keys.inbox(entry.openid), keys.depth()], [entry.id]);
+    await COMPLETE.run(
+      this.redis,
+      [keys.inbox(entry.openid), keys.depth(), keys.answers(entry.openid)],
+      [entry.id],
+    );
   }
 
   /**
@@ -386,7 +455,14 @@ export class RedisQueue {
   ): Promise<boolean> {
     const res = await FINISH.run(
       this.redis,
-      [keys.lease(openid), keys.inbox(openid), keys.ready(), keys.waits(openid)],
+      [
+        keys.lease(openid),
+        keys.inbox(openid),
+        keys.ready(),
+        keys.waits(openid),
+        keys.answers(openid),
+        keys.notified(openid),
+      ],
       [token, CONSUMER_GROUP, nid, openid, mode, consumer],
     );
     return res === 1;

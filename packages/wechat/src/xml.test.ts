@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { codeOf } from './error-code.test-helper.js';
 import { WeChatError } from './errors.js';
 import { buildXml, parseXml } from './xml.js';
+import { parseFlatXml } from './xml-flat.js';
 
 describe('parseXml', () => {
   it('reads CDATA and plain text children of <xml>', () => {
@@ -131,6 +132,79 @@ describe('parseXml', () => {
       }
     }
     expect(accepted).toBeGreaterThan(0);
+  });
+});
+
+describe('parseFlatXml (the fast path of parseXml)', () => {
+  // The full parser alone: a declaration in front is ignored by it and never taken by the fast path.
+  const full = (xml: string) => parseXml(`<?xml version="1.0" encoding="UTF-8"?>${xml}`);
+  const flatShaped = [
+    '<xml><ToUserName><![CDATA[toUser]]></ToUserName><FromUserName><![CDATA[fromUser]]></FromUserName><CreateTime>1348831860</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[this is a test]]></Content><MsgId>1234567890123456</MsgId></xml>',
+    '<xml>\n  <ToUserName><![CDATA[gh]]></ToUserName>\n\t<Encrypt><![CDATA[abc+/=]]></Encrypt>\n</xml>\n',
+    '<xml><A><![CDATA[<b>&amp; ]] ]> <!DOCTYPE x> </A>]]></A><B>  spaced text  </B><C></C><D><![CDATA[]]></D></xml>',
+    '<xml><Content><![CDATA[你好 😀 \u0000 ]]]]></Content></xml>',
+    '<xml><A>1</A><A>2</A><a>3</a><_x1>4</_x1></xml>',
+    '<xml></xml>',
+    '<xml> </xml>  ',
+  ];
+
+  it('reads WeChat’s usual pushes exactly as the full parser does', () => {
+    for (const xml of flatShaped) {
+      const fast = parseFlatXml(xml);
+      expect(fast, xml).not.toBeNull();
+      expect(fast, xml).toEqual(full(xml));
+      expect(parseXml(xml)).toEqual(fast);
+    }
+  });
+
+  it('leaves everything outside that shape to the full parser', () => {
+    for (const xml of [
+      '<?xml version="1.0"?><xml><A>1</A></xml>',
+      '<xml><A>&lt;</A></xml>',
+      '<xml><A>a\r\nb</A></xml>',
+      '<xml><A><![CDATA[a\r\nb]]></A></xml>',
+      '<xml><A><![CDATA[x]]><![CDATA[y]]></A></xml>',
+      '<xml><A> <![CDATA[x]]> </A></xml>',
+      '<xml><A><B>1</B></A></xml>',
+      '<xml><A x="1">1</A></xml>',
+      '<xml><A/></xml>',
+      '<xml><!-- c --><A>1</A></xml>',
+      '<xml><A>1</B></xml>',
+      '<xml><A>1</A></xml><xml></xml>',
+      '<xml><A>1</A>',
+      '<xml><A><![CDATA[1</A></xml>',
+      '<xml><constructor>x</constructor></xml>',
+      '<xml><xmlFoo>1</xmlFoo></xml>',
+      '<xml><A>a>b</A></xml>',
+      '<xml><A>1</A >\u00a0</xml>',
+      ' <xml><A>1</A></xml>',
+    ]) {
+      expect(parseFlatXml(xml), xml).toBeNull();
+    }
+  });
+
+  it('never takes an input the full parser refuses or reads differently (mutated pushes)', () => {
+    const rand = seededRandom(0xf1a7);
+    const alphabet = '<>/![]&;#x?=-"\' \t\n\rCDATAxml\u0000中😀';
+    let taken = 0;
+    for (let i = 0; i < 4000; i++) {
+      const chars = [...(flatShaped[i % flatShaped.length] as string)];
+      const edits = 1 + Math.floor(rand() * 4);
+      for (let e = 0; e < edits; e++) {
+        const pos = Math.floor(rand() * chars.length);
+        const ch = alphabet[Math.floor(rand() * alphabet.length)] as string;
+        const op = rand();
+        if (op < 0.4) chars[pos] = ch;
+        else if (op < 0.7) chars.splice(pos, 1);
+        else chars.splice(pos, 0, ch);
+      }
+      const input = chars.join('');
+      const fast = parseFlatXml(input);
+      if (fast === null) continue;
+      taken++;
+      expect(fast, input).toEqual(full(input));
+    }
+    expect(taken).toBeGreaterThan(100);
   });
 });
 

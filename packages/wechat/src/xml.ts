@@ -1,5 +1,6 @@
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { WeChatError } from './errors.js';
+import { parseFlatXml } from './xml-flat.js';
 
 /** Pushes from WeChat are a few KiB; anything far larger is refused before parsing. */
 export const MAX_XML_CHARS = 1_000_000;
@@ -110,6 +111,8 @@ export function parseXml(xml: string): Record<string, string> {
     if (typeof xml !== 'string') throw badXml('XML input must be a string');
     if (xml.length > MAX_XML_CHARS) throw badXml(`XML is larger than ${MAX_XML_CHARS} characters`);
     const text = xml.charCodeAt(0) === 0xfeff ? xml.slice(1) : xml;
+    const flat = parseFlatXml(text);
+    if (flat !== null) return flat;
     // WeChat never sends DTDs; refusing `<!` outside CDATA and comments rules out entity tricks.
     if (/<!(?!--)/.test(text.replace(CDATA_RE, ''))) {
       throw badXml('DOCTYPE, ENTITY and unterminated CDATA are not allowed');

@@ -9,8 +9,10 @@
 // were answered), then max rate (closed loop, `concurrency` requests in flight), each `seconds`
 // long per server, cut into `rounds` slices that alternate between the two servers so that
 // load from elsewhere on the machine affects both alike (the idle one is frozen with SIGSTOP).
-// Behind the bridge a stub plays WeChat, the orchestrator and the agent, so every push is also
-// processed (VM lookup, dispatch, typing) while the acks are measured.
+// Behind the bridge a stub plays WeChat, the orchestrator and an agent that answers every
+// message at once through /callback, so every push is also processed (VM lookup, dispatch,
+// typing, the reply, its customer-service send) while the acks are measured; `answers_sent_per_s`
+// is how many answers reached the stub WeChat per second of the phase.
 // `queue_depth_after` is the bridge's backlog when a phase ends: acks outrunning processing is
 // by design (the queue absorbs bursts), the number shows by how much. Other load on the machine
 // still skews the figures (see `loadavg_1m_at_end`). Needs `npx tsc -b` first. Prints a JSON
@@ -278,11 +280,21 @@ function redisPid(port) {
   return null;
 }
 
+/** Customer-service messages the stub received from the bridge so far (answers delivered). */
+async function answersSent(stubUrl) {
+  try {
+    return (await (await fetch(`${stubUrl}/bench/sent`)).json()).sent;
+  } catch {
+    return 0;
+  }
+}
+
 /** A server under test whose processes are frozen (SIGSTOP) while the other one is measured. */
-function target(name, port, procs, cpuPids) {
+function target(name, port, procs, cpuPids, answered = null) {
   return {
     name,
     port,
+    answered,
     /** CPU seconds used so far by the server's processes (server, Redis, stub), by name. */
     cpu: () => Object.fromEntries(Object.entries(cpuPids).map(([k, pid]) => [k, cpuSeconds(pid)])),
     pause: () => {
@@ -314,8 +326,8 @@ async function measureBoth(bridge, bare) {
   const slice = Math.max(1, SECONDS / ROUNDS);
   for (const [phase, run] of phases) {
     const acc = {
-      bridge: { results: [], elapsed: 0, cpu: {} },
-      bare: { results: [], elapsed: 0, cpu: {} },
+      bridge: { results: [], elapsed: 0, cpu: {}, answered: 0 },
+      bare: { results: [], elapsed: 0, cpu: {}, answered: 0 },
     };
     let depth = null;
     for (let r = 0; r < ROUNDS; r++) {
@@ -326,10 +338,12 @@ async function measureBoth(bridge, bare) {
         await new Promise((res) => setTimeout(res, SETTLE_MS));
         log(`[${t.name}] ${phase} ${r + 1}/${ROUNDS} (${slice}s)`);
         const cpuBefore = t.cpu();
+        const answeredBefore = t.answered ? await t.answered() : 0;
         const genBefore = process.cpuUsage();
         const { results, elapsed } = await run(t.port, slice);
         const genUsed = process.cpuUsage(genBefore);
         const a = acc[t.name];
+        if (t.answered) a.answered += (await t.answered()) - answeredBefore;
         for (const [k, v] of Object.entries(t.cpu())) a.cpu[k] = (a.cpu[k] ?? 0) + v - (cpuBefore[k] ?? 0);
         a.cpu.load_generator = (a.cpu.load_generator ?? 0) + (genUsed.user + genUsed.system) / 1e6;
         for (const res of results) a.results.push(res);
@@ -347,7 +361,9 @@ async function measureBoth(bridge, bare) {
           Object.entries(a.cpu).map(([k, v]) => [k, Math.round((v / a.elapsed) * 100) / 100]),
         ),
         ...(phase === 'fixed' ? { target_rate_per_s: RATE } : { concurrency: CONCURRENCY }),
-        ...(name === 'bridge' ? { queue_depth_after: depth } : {}),
+        ...(name === 'bridge'
+          ? { answers_sent_per_s: Math.round(a.answered / a.elapsed), queue_depth_after: depth }
+          : {}),
       };
     }
   }
@@ -401,11 +417,13 @@ async function main() {
     };
     const bridgeProc = await startBridge(BRIDGE_MAIN, bridgeEnv);
     const results = await measureBoth(
-      target('bridge', port, [bridgeProc, stub.child], {
-        bridge: bridgeProc.pid,
-        redis: redisPid(redis.port),
-        stub: stub.child.pid,
-      }),
+      target(
+        'bridge',
+        port,
+        [bridgeProc, stub.child],
+        { bridge: bridgeProc.pid, redis: redisPid(redis.port), stub: stub.child.pid },
+        () => answersSent(stubUrl),
+      ),
       target('bare', Number(bare.match[1]), [bare.child], { bare: bare.child.pid }),
     );
     const bridgeResult = results.bridge;
@@ -423,7 +441,8 @@ async function main() {
         mode: 'safe (AES)',
         redis: 'redis-server, appendonly yes, appendfsync always',
         users: USERS,
-        processing: 'every push is processed behind the ack (stub WeChat, orchestrator and agent)',
+        processing:
+          'every push is processed behind the ack: a stub orchestrator, an agent that answers each message at once through /callback, and WeChat receiving the answers (answers_sent_per_s)',
       },
       bridge: bridgeResult,
       bare: bareResult,

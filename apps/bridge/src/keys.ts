@@ -31,6 +31,11 @@ export const keys = {
   ledger: (entryId: string) => `ledger:${entryId}`,
   /** Integer with EX 48 h: customer-service messages used since the user's last action. */
   quota: (openid: string) => `quota:${openid}`,
+  /**
+   * List with EX 7 days: JSON {text, at} of answers the customer-service budget did not let out,
+   * sent ahead of the answer to the user's next message.
+   */
+  held: (openid: string) => `held:${openid}`,
   /** Hash: messages dispatched to the agent and not answered yet (entry id → JSON). */
   waits: (openid: string) => `waits:${openid}`,
   /** Sorted set: `<openid>\t<entry id>` scored by the reply deadline (ms). */

@@ -31,6 +31,26 @@ if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then redis.call('EXPIRE'
 return redis.call('HGET', KEYS[1], ARGV[1])
 `);
 
+/** Answers kept for a user's next message live this long after the last one was kept. */
+export const HELD_TTL_S = 7 * 24 * 3600;
+
+const HOLD = new LuaScript(`
+-- KEYS: ledger, held ; ARGV: field, answer JSON, heldTtlS, ledgerTtlS
+-- Once per (entry, field): a retry after a crash does not keep the same answer twice.
+if redis.call('HSETNX', KEYS[1], ARGV[1], '1') == 0 then return 0 end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 1
+`);
+
+/** An answer that could not be sent (no budget left, window closed), kept for the next message. */
+export interface HeldAnswer {
+  text: string;
+  /** ms since epoch when it was kept. */
+  at: number;
+}
+
 /**
  * Per-entry processing state in `ledger:<entry id>` (a hash): attempts, the decided answer or
  * reply plan, whether the message was dispatched (and when the agent replied), and the state of every customer-service
@@ -99,6 +119,39 @@ export class SendLedger implements AttemptCounter {
   async remaining(openid: string): Promise<number> {
     const used = Number((await this.redis.get(keys.quota(openid))) ?? 0);
     return Math.max(0, this.budget - used);
+  }
+
+  /**
+   * Keeps an answer the budget did not let out (`held:<openid>`), once per entry and `field`, to
+   * be sent when the user writes next (each message of theirs opens a new budget).
+   */
+  async hold(openid: string, eid: string, field: string, text: string, at: number): Promise<void> {
+    const answer: HeldAnswer = { text, at };
+    await HOLD.run(
+      this.redis,
+      [keys.ledger(eid), keys.held(openid)],
+      [field, JSON.stringify(answer), HELD_TTL_S, LEDGER_TTL_S],
+    );
+  }
+
+  /** The user's kept answers, oldest first, and how many list items were read (to drop them). */
+  async held(openid: string): Promise<{ answers: HeldAnswer[]; count: number }> {
+    const raw = await this.redis.lrange(keys.held(openid), 0, -1);
+    const answers: HeldAnswer[] = [];
+    for (const item of raw) {
+      try {
+        const a = JSON.parse(item) as Partial<HeldAnswer>;
+        if (typeof a.text === 'string') answers.push({ text: a.text, at: Number(a.at ?? 0) });
+      } catch {
+        // Not ours: skipped, and dropped with the rest once delivered.
+      }
+    }
+    return { answers, count: raw.length };
+  }
+
+  /** Forgets the oldest `count` kept answers (delivered). */
+  async dropHeld(openid: string, count: number): Promise<void> {
+    if (count > 0) await this.redis.ltrim(keys.held(openid), count, -1);
   }
 
   /** WeChat said the budget is used up (45047) or the window closed (45015). */

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { T } from '../domain/texts.js';
 import { type Harness, startHarness, waitFor } from '../test-support/harness.js';
 import type { UserRecord } from './user-store.js';
 
@@ -33,10 +34,77 @@ describe('customer-service sending', () => {
     expect(await ledgerStates(h)).toContain('failed:45047');
     const metrics = await (await fetch(`${h.bridgeUrl}/metrics`)).text();
     expect(metrics).toContain('moltage_bridge_wechat_errors_total{errcode="45047"} 1');
-    // The next message opens a new window and is answered.
+    // The next message opens a new window: the part WeChat refused goes first, then its answer.
     h.agent.behavior = () => ({});
     await h.client.sendText(u, '短的');
-    expect((await h.waitTexts(u, 4))[3]).toBe('收到：短的');
+    const texts = await h.waitTexts(u, 5);
+    expect(texts[3]).toBe(`${T.heldAnswers}\n\n丙：${'一段话。'.repeat(160)}`);
+    expect(texts[4]).toBe('收到：短的');
+    await h.idle();
+    expect(await h.r.llen(`held:${u}`)).toBe(0);
+  });
+
+  it('answers past the budget are kept and go out ahead of the answer to the next message', async () => {
+    h = await startHarness();
+    const u = await h.newUser();
+    // Six messages before the first answer: the last of them opened a budget of 5 for all six.
+    h.agent.behavior = () => ({ replyDelayMs: 800 });
+    for (let i = 1; i <= 6; i++) await h.client.sendText(u, `问${i}`);
+    await waitFor(async () => (await h?.r.llen(`held:${u}`)) === 1, {
+      timeoutMs: 30_000,
+      what: 'a kept answer',
+    });
+    await h.idle();
+    expect((await h.texts(u)).slice(1)).toEqual([
+      '收到：问1',
+      '收到：问2',
+      '收到：问3',
+      '收到：问4',
+      '收到：问5',
+    ]);
+    // WeChat was never asked past the budget.
+    expect(h.sim.sim.calls({ endpoint: 'custom_send' }).every((c) => c.errcode === 0)).toBe(true);
+    h.agent.behavior = () => ({});
+    await h.client.sendText(u, '问7');
+    await h.waitTexts(u, 8);
+    await h.idle();
+    expect((await h.texts(u)).slice(6)).toEqual([`${T.heldAnswers}\n\n收到：问6`, '收到：问7']);
+    expect(await h.r.exists(`held:${u}`)).toBe(0);
+    // Once out, they are not sent again.
+    await h.client.sendText(u, '问8');
+    await h.waitTexts(u, 9);
+    await h.idle();
+    expect((await h.texts(u)).slice(8)).toEqual(['收到：问8']);
+  });
+
+  it('many kept answers go out in at most two messages, the rest on a page', async () => {
+    h = await startHarness();
+    const u = await h.newUser();
+    const long = (n: number) => `${n}：${'很长的回答。'.repeat(80)}`;
+    h.agent.behavior = (req) => ({
+      reply: long(Number(String(req.payload.text).slice(1))),
+      replyDelayMs: 300,
+    });
+    // Ten answers of ~1.4 KB for one budget of 5: five are kept, ~7 KB, more than two messages.
+    for (let i = 1; i <= 10; i++) await h.client.sendText(u, `问${i}`);
+    await waitFor(async () => (await h?.r.llen(`held:${u}`)) === 5, {
+      timeoutMs: 60_000,
+      what: 'kept answers',
+    });
+    await h.idle();
+    const before = (await h.texts(u)).length;
+    h.agent.behavior = () => ({});
+    await h.client.sendText(u, '问11');
+    await h.waitTexts(u, before + 3, 30_000);
+    await h.idle();
+    const after = (await h.texts(u)).slice(before);
+    expect(after).toHaveLength(3);
+    expect(after[0]?.startsWith(T.heldAnswers)).toBe(true);
+    const link = /\/r\/[A-Za-z0-9_-]+/.exec(after[1] as string)?.[0];
+    expect(link).toBeDefined();
+    const page = await (await fetch(`${h.bridgeUrl}${link}`)).text();
+    for (const n of [6, 10]) expect(page).toContain(`${n}：很长的回答。`);
+    expect(after[2]).toBe('收到：问11');
   });
 
   it('never sends more than 5 messages per user message, without asking WeChat', async () => {

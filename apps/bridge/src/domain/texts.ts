@@ -24,6 +24,7 @@ export const T = {
   vmHostDown: '抱歉，你的专属环境所在的服务器暂时无法访问，你的数据仍保存在那里，请稍后再试。',
   agentUnreachable: '抱歉，AI 助手暂时无法连接，请稍后再试。',
   agentTimeout: '抱歉，AI 助手长时间没有回复，请稍后再试。',
+  heldAnswers: '之前来不及发出的回复（当时已超出微信允许的消息条数）：',
   agentFailed: '抱歉，AI 助手处理这条消息时出错了，请稍后再试。',
   internalError: '抱歉，处理你的消息时出了点问题，请稍后再试。',
   voiceUnsupported: '暂不支持语音消息，请发送文字。',

@@ -16,7 +16,7 @@ import type {
   WeChatOutbound,
 } from '../domain/ports.js';
 import { MAX_TEXT_BYTES, planReply } from '../domain/reply-plan.js';
-import { type Route, routeMessage } from '../domain/route-message.js';
+import { opensServiceWindow, type Route, routeMessage } from '../domain/route-message.js';
 import { parseSshPublicKey, SshKeyParseError } from '../domain/ssh-key.js';
 import { generateSshPassword, hashSshPassword } from '../domain/ssh-password.js';
 import {
@@ -106,6 +106,8 @@ interface ResolvedTarget extends AgentTarget {
 
 /** A running VM's record is reused this long without asking the orchestrator again. */
 const VM_CACHE_MS = 30_000;
+/** Kept answers go out in at most this many messages, so the new message keeps 3 of its 5. */
+const HELD_MAX_PARTS = 2;
 /** `touch` (activity for the idle reaper) at most this often per user. */
 const TOUCH_EVERY_MS = 60_000;
 const MAX_REMEMBERED_USERS = 50_000;
@@ -195,6 +197,8 @@ export class EntryProcessor implements EntryHandler {
       return;
     }
     const user = await this.#d.users.touch(openid, now, route.kind === 'subscribe' ? true : undefined);
+    // The user's action opened a new budget: answers kept for lack of one go out first.
+    if (opensServiceWindow(msg)) await this.#deliverHeld(openid, entry, ctx);
     switch (route.kind) {
       case 'ignore':
         ctx.log.debug({ reason: route.reason }, 'nothing to do for this push');
@@ -467,8 +471,9 @@ export class EntryProcessor implements EntryHandler {
     const callback = { url: `${d.config.baseUrl}/callback`, token: user.callbackToken };
     let notice: Promise<void> | null = null;
     const timer = setTimeout(() => {
-      notice = this.send(user.openid, entry.eid, 'coldstart', T.coldStart, ctx).catch((err) =>
-        ctx.log.warn({ err }, 'could not send the cold-start notice'),
+      notice = this.send(user.openid, entry.eid, 'coldstart', T.coldStart, ctx, { hold: false }).then(
+        () => {},
+        (err) => ctx.log.warn({ err }, 'could not send the cold-start notice'),
       );
     }, d.config.coldStartNoticeMs ?? 3000);
     try {
@@ -530,11 +535,35 @@ export class EntryProcessor implements EntryHandler {
   // Sending
 
   /**
+   * Sends the answers kept for lack of budget (see {@link send}) ahead of this message's own,
+   * in at most {@link HELD_MAX_PARTS} messages (a page link for the rest), so the new message keeps
+   * most of its budget. Dropped once out; if WeChat refuses them they wait for the next message.
+   */
+  async #deliverHeld(openid: string, entry: QueueEntry, ctx: EntryContext): Promise<void> {
+    const d = this.#d;
+    const { answers, count } = await d.ledger.held(openid);
+    if (count === 0) return;
+    if (answers.length > 0) {
+      const text = [T.heldAnswers, ...answers.map((a) => a.text)].join('\n\n');
+      const delivered = await this.send(openid, entry.eid, 'held', text, ctx, {
+        allowPage: true,
+        maxParts: HELD_MAX_PARTS,
+        hold: false,
+      });
+      if (!delivered) return;
+      ctx.log.info({ answers: answers.length }, 'sent answers kept for lack of budget');
+    }
+    await d.ledger.dropHeld(openid, count);
+  }
+
+  /**
    * Sends `text` to the user as customer-service messages, at most what the user's budget allows
-   * (a longer reply ends with a link to a page with all of it when `allowPage`). Idempotent per
-   * (entry, slot): the plan and each message's state live in the entry's ledger; messages already
-   * sent are skipped. A transient WeChat failure throws (the entry is retried later); 45015/45047
-   * and other permanent errors are recorded and end the send.
+   * (a longer reply ends with a link to a page with all of it when `allowPage`). What the budget
+   * does not let out — nothing left, or WeChat answering 45047/45015 — is kept (`hold`, default
+   * on) and sent ahead of the answer to the user's next message. Idempotent per (entry, slot): the
+   * plan and each message's state live in the entry's ledger; messages already sent are skipped.
+   * A transient WeChat failure throws (the entry is retried later); permanent errors are recorded
+   * and end the send. Resolves true when everything planned went out and nothing was kept.
    */
   async send(
     openid: string,
@@ -542,16 +571,20 @@ export class EntryProcessor implements EntryHandler {
     slot: string,
     text: string,
     ctx: EntryContext,
-    opts: { allowPage?: boolean; receivedAt?: number } = {},
-  ): Promise<void> {
+    opts: { allowPage?: boolean; receivedAt?: number; maxParts?: number; hold?: boolean } = {},
+  ): Promise<boolean> {
     const d = this.#d;
-    if ((await d.ledger.get(eid, `done:${slot}`)) !== null) return;
+    const hold = opts.hold ?? true;
+    const doneBefore = await d.ledger.get(eid, `done:${slot}`);
+    if (doneBefore !== null) return doneBefore === '1';
     const planField = `plan:${slot}`;
     let planRaw = await d.ledger.get(eid, planField);
+    let complete = true;
     if (planRaw === null) {
       const parts = splitReply(text, MAX_TEXT_BYTES);
       if (parts.length === 0) parts.push(T.agentFailed);
-      const granted = await d.ledger.reserve(openid, eid, slot, parts.length);
+      const wanted = Math.min(parts.length, opts.maxParts ?? parts.length);
+      const granted = await d.ledger.reserve(openid, eid, slot, wanted);
       let planned: string[];
       if (granted >= parts.length) planned = parts;
       else if (granted === 0) planned = [];
@@ -560,8 +593,20 @@ export class EntryProcessor implements EntryHandler {
         await d.pages.put(id, { openid, text, createdAt: new Date(this.#now()).toISOString() });
         planned = planReply(text, granted, splitReply, utf8ByteLength, `${d.config.baseUrl}/r/${id}`).parts;
       } else planned = parts.slice(0, granted);
-      if (planned.length < parts.length) {
-        ctx.log.info({ slot, needed: parts.length, granted }, 'reply exceeds the customer-service budget');
+      if (planned.length === 0 || (planned.length < parts.length && !opts.allowPage)) {
+        complete = false;
+        ctx.log.info(
+          { slot, needed: parts.length, granted, kept: hold },
+          'reply exceeds the customer-service budget',
+        );
+        if (hold)
+          await d.ledger.hold(
+            openid,
+            eid,
+            `held:${slot}`,
+            parts.slice(planned.length).join('\n'),
+            this.#now(),
+          );
       }
       planRaw = await d.ledger.setOnce(eid, planField, JSON.stringify(planned));
     }
@@ -588,15 +633,22 @@ export class EntryProcessor implements EntryHandler {
       await d.ledger.set(eid, field, `failed:${outcome.errcode}`);
       d.metrics.sends.inc({ outcome: 'failed' });
       ctx.log.warn({ errcode: outcome.errcode, slot, part: i }, 'WeChat refused a customer-service message');
-      if (outcome.errcode === 45015 || outcome.errcode === 45047) await d.ledger.exhaust(openid);
+      complete = false;
+      if (outcome.errcode === 45015 || outcome.errcode === 45047) {
+        await d.ledger.exhaust(openid);
+        // Not for lack of content: for lack of budget. The rest goes with the next message.
+        if (hold) await d.ledger.hold(openid, eid, `held:${slot}`, planned.slice(i).join('\n'), this.#now());
+      }
       for (let j = i + 1; j < planned.length; j++) {
         await d.ledger.set(eid, `part:${slot}:${j}`, 'skipped');
         d.metrics.sends.inc({ outcome: 'skipped' });
       }
       break;
     }
-    await d.ledger.set(eid, `done:${slot}`, '1');
+    if (planned.length === 0) complete = false;
+    await d.ledger.set(eid, `done:${slot}`, complete ? '1' : 'partial');
     await d.ledger.del(eid, planField);
+    return complete;
   }
 }
 

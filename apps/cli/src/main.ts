@@ -110,12 +110,20 @@ image
   .command('build')
   .description('build the guest image into VM_IMAGE_DIR (reuses a cached build whose inputs did not change)')
   .option('--tiny', 'the small test image (busybox + dropbear, no agent) instead of the agent image')
+  .option(
+    '--tiny-agent',
+    'the small test image plus a shell agent speaking the agent contract (VM_IMAGE=tiny-agent: tests, benchmarks)',
+  )
   .option('--force', 'rebuild even when the cached build is up to date')
   .option('--image-dir <dir>', 'where images live', process.env.VM_IMAGE_DIR ?? '/var/lib/moltage/images')
-  .action(async (opts: { tiny?: boolean; force?: boolean; imageDir: string }) => {
+  .action(async (opts: { tiny?: boolean; tinyAgent?: boolean; force?: boolean; imageDir: string }) => {
+    if (opts.tiny && opts.tinyAgent) {
+      process.stderr.write('moltage image build: choose one of --tiny and --tiny-agent\n');
+      process.exit(2);
+    }
     const started = Date.now();
     const built = await buildImage({
-      kind: (opts.tiny ? 'tiny' : 'agent') as Parameters<typeof buildImage>[0]['kind'],
+      kind: opts.tinyAgent ? 'tiny-agent' : opts.tiny ? 'tiny' : 'agent',
       imageDir: opts.imageDir,
       force: opts.force ?? false,
       onProgress: (p) =>

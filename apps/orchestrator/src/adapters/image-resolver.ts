@@ -51,7 +51,7 @@ export function imageResolver(opts: {
         opts.image === 'tiny'
           ? 'moltage image build --tiny'
           : opts.image === 'tiny-agent'
-            ? "buildImage({ kind: 'tiny-agent' }) from @moltage/orchestrator, as the tests do"
+            ? 'moltage image build --tiny-agent'
             : 'moltage image build';
       throw new ImageMissingError(`no ${opts.image} image in ${dir} (build it with: ${hint})`);
     }

@@ -18,6 +18,7 @@ export { runMain } from './main.js';
 export {
   createRedis,
   describeRedis,
+  isRedisUnavailable,
   parseSentinels,
   type RedisEndpoint,
   type RedisSettings,

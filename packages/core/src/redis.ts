@@ -101,3 +101,18 @@ export function describeRedis(settings: RedisSettings): string {
   const list = sentinels.map((s) => (s.host.includes(':') ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`));
   return `Sentinel master "${settings.REDIS_SENTINEL_NAME ?? 'mymaster'}" via ${list.join(',')}`;
 }
+
+/** Messages of ioredis errors that mean "Redis cannot be reached now" (not a bad command). */
+const UNAVAILABLE_RE =
+  /Connection is closed|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|Stream isn't writeable|Command timed out|Reached the max retries per request limit/;
+
+/**
+ * Whether `err` (or an error it was caused by) says Redis is unreachable right now — the caller
+ * should answer "try again later" (503), not report an internal error.
+ */
+export function isRedisUnavailable(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e.name === 'MaxRetriesPerRequestError' || UNAVAILABLE_RE.test(e.message)) return true;
+  }
+  return false;
+}

@@ -1,3 +1,4 @@
+import { isRedisUnavailable } from '@moltage/core';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { OrchestratorError } from '../errors.js';
 
@@ -22,6 +23,17 @@ export function errorHandler(err: FastifyError | Error, req: FastifyRequest, rep
     reply
       .code(fe.statusCode && fe.statusCode < 500 ? fe.statusCode : 400)
       .send({ code: 'ORCH_BAD_REQUEST', message: err.message });
+    return;
+  }
+  if (isRedisUnavailable(err)) {
+    req.log.warn({ err: err.message }, 'request failed: Redis is unreachable');
+    reply
+      .code(503)
+      .header('retry-after', '5')
+      .send({
+        code: 'ORCH_STORE_UNAVAILABLE',
+        message: 'the VM store (Redis) is unreachable; retry shortly',
+      });
     return;
   }
   req.log.error({ err }, 'unexpected error');

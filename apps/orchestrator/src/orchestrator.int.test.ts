@@ -9,8 +9,8 @@ import {
   sandbox,
   sshBanner,
   sshRun,
-  TEST_IMAGE_DIR,
   tinyImage,
+  tinyOrchestratorEnv,
   vmProcesses,
 } from './test/helpers.js';
 
@@ -38,24 +38,11 @@ describe('orchestrator with real tiny VMs (QEMU, user networking)', () => {
     redis = await startRedis();
     box = await sandbox();
     orch = await runOrchestrator({
-      env: {
-        PORT: '0',
-        HOST: '127.0.0.1',
-        REDIS_URL: redis.url,
-        LOG_LEVEL: 'warn',
-        ORCHESTRATOR_TOKEN: TOKEN,
-        VM_DRIVER: 'qemu',
-        VM_IMAGE: 'tiny',
-        VM_IMAGE_DIR: TEST_IMAGE_DIR,
-        VM_NETWORK: 'user',
-        VM_DATA_DIR: box.dataDir,
-        SOCKET_DIR: box.socketDir,
-        DEFAULT_MEM_MIB: '128',
+      env: tinyOrchestratorEnv(box, redis.url, TOKEN, {
         VM_DATA_DISK_MIB: '256',
-        GATEWAY_SSH_PUBKEY_PATH: box.pubKeyPath,
         VM_READY_TIMEOUT_MS: '60000',
         ...extra,
-      },
+      }),
     });
     return orch;
   }

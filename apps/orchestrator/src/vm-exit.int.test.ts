@@ -3,7 +3,7 @@ import { type RedisServer, startRedis, waitFor } from '@moltage/testkit';
 import { Redis } from 'ioredis';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningOrchestrator, runOrchestrator } from './orchestrator.js';
-import { type Sandbox, sandbox, TEST_IMAGE_DIR, tinyImage, vmProcesses } from './test/helpers.js';
+import { type Sandbox, sandbox, tinyImage, tinyOrchestratorEnv, vmProcesses } from './test/helpers.js';
 
 const TOKEN = 'vm-exit-token-0123456789abcdef';
 
@@ -42,24 +42,12 @@ describe('a VM whose process ends on its own (real tiny VM under QEMU)', () => {
     redis = await startRedis();
     box = await sandbox();
     orch = await runOrchestrator({
-      env: {
-        PORT: '0',
-        HOST: '127.0.0.1',
-        REDIS_URL: redis.url,
+      env: tinyOrchestratorEnv(box, redis.url, TOKEN, {
         HOST_ID: 'exit-host',
         LOG_LEVEL: 'error',
-        ORCHESTRATOR_TOKEN: TOKEN,
-        VM_DRIVER: 'qemu',
-        VM_IMAGE: 'tiny',
-        VM_IMAGE_DIR: TEST_IMAGE_DIR,
-        VM_NETWORK: 'user',
-        VM_DATA_DIR: box.dataDir,
-        SOCKET_DIR: box.socketDir,
-        DEFAULT_MEM_MIB: '128',
         VM_DATA_DISK_MIB: '256',
-        GATEWAY_SSH_PUBKEY_PATH: box.pubKeyPath,
         VM_READY_TIMEOUT_MS: '60000',
-      },
+      }),
     });
     r = new Redis(redis.url);
     const created = await api('POST', '/api/v1/vms', { user_id: 'vic' });

@@ -1,7 +1,7 @@
 import { type RedisServer, startRedis } from '@moltage/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningOrchestrator, runOrchestrator } from '../orchestrator.js';
-import { type Sandbox, sandbox, TEST_IMAGE_DIR, tinyImage } from '../test/helpers.js';
+import { type Sandbox, sandbox, tinyImage, tinyOrchestratorEnv } from '../test/helpers.js';
 
 // Every route of the orchestrator's API refuses a request without its bearer token with 401,
 // whatever else the request carries. Routes are enumerated from the running server, so a route
@@ -18,23 +18,7 @@ beforeAll(async () => {
   await tinyImage();
   redis = await startRedis();
   box = await sandbox();
-  orch = await runOrchestrator({
-    env: {
-      PORT: '0',
-      HOST: '127.0.0.1',
-      REDIS_URL: redis.url,
-      LOG_LEVEL: 'warn',
-      ORCHESTRATOR_TOKEN: TOKEN,
-      VM_DRIVER: 'qemu',
-      VM_IMAGE: 'tiny',
-      VM_IMAGE_DIR: TEST_IMAGE_DIR,
-      VM_NETWORK: 'user',
-      VM_DATA_DIR: box.dataDir,
-      SOCKET_DIR: box.socketDir,
-      DEFAULT_MEM_MIB: '128',
-      GATEWAY_SSH_PUBKEY_PATH: box.pubKeyPath,
-    },
-  });
+  orch = await runOrchestrator({ env: tinyOrchestratorEnv(box, redis.url, TOKEN) });
 }, 600_000);
 
 afterAll(async () => {

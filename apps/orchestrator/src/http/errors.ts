@@ -27,13 +27,10 @@ export function errorHandler(err: FastifyError | Error, req: FastifyRequest, rep
   }
   if (isRedisUnavailable(err)) {
     req.log.warn({ err: err.message }, 'request failed: Redis is unreachable');
-    reply
-      .code(503)
-      .header('retry-after', '5')
-      .send({
-        code: 'ORCH_STORE_UNAVAILABLE',
-        message: 'the VM store (Redis) is unreachable; retry shortly',
-      });
+    reply.code(503).header('retry-after', '5').send({
+      code: 'ORCH_STORE_UNAVAILABLE',
+      message: 'the VM store (Redis) is unreachable; retry shortly',
+    });
     return;
   }
   req.log.error({ err }, 'unexpected error');

@@ -49,6 +49,34 @@ export async function sandbox(): Promise<Sandbox> {
   };
 }
 
+/**
+ * The environment of an orchestrator under test: loopback, QEMU with user networking, the tiny
+ * image from the tests' cache, 128 MiB guests, everything under `box`. `extra` adds or overrides.
+ */
+export function tinyOrchestratorEnv(
+  box: Sandbox,
+  redisUrl: string,
+  token: string,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    PORT: '0',
+    HOST: '127.0.0.1',
+    REDIS_URL: redisUrl,
+    LOG_LEVEL: 'warn',
+    ORCHESTRATOR_TOKEN: token,
+    VM_DRIVER: 'qemu',
+    VM_IMAGE: 'tiny',
+    VM_IMAGE_DIR: TEST_IMAGE_DIR,
+    VM_NETWORK: 'user',
+    VM_DATA_DIR: box.dataDir,
+    SOCKET_DIR: box.socketDir,
+    DEFAULT_MEM_MIB: '128',
+    GATEWAY_SSH_PUBKEY_PATH: box.pubKeyPath,
+    ...extra,
+  };
+}
+
 /** VM processes whose command line lives under `socketDir`. */
 export async function vmProcesses(socketDir: string) {
   return (await findProcesses(`${socketDir}/vm-`)).filter((p) => p.args[0]?.includes('qemu'));

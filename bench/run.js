@@ -3,7 +3,7 @@
 // 2 cores) and writes bench/REPORT.md: the machine, the date, and for each figure its value and
 // its ratio to the baseline measured in the same run.
 //
-//   node bench/run.js [--only bridge-ack,ssh,vm-create,e2e-reply] [--budget-s 590]
+//   node bench/run.js [--only bridge-ack,ssh,vm-create,e2e-tiny,e2e-reply] [--budget-s 590]
 //
 // Each bench runs as a child process (its own JSON on stdout, its log on stderr, which is passed
 // through); a bench that fails or runs out of time is reported as such and the others still run.
@@ -43,6 +43,13 @@ const BENCHES = [
     script: 'bench/vm-create/run.js',
     args: ['--rounds', '3', '--density-max', '6', '--skip-sizes'],
     limitS: 200,
+  },
+  {
+    // The whole path through Moltage with a guest agent that answers at once: fits any budget.
+    name: 'e2e-tiny',
+    script: 'bench/e2e-reply/run.js',
+    args: ['--image', 'tiny-agent', '--warm', '5', '--cold-timeout-s', '120'],
+    limitS: 150,
   },
   {
     name: 'e2e-reply',
@@ -236,6 +243,20 @@ function report(m, started, loadStart, runs) {
       `| SSH \`ssh host true\` p50 | ${fmt(su.gateway_p50, ' ms', 0)} | direct ${fmt(su.direct_p50, ' ms', 0)} | ${ratio(su.gateway_p50, su.direct_p50)} | ≤ +30 ms |`,
     );
   } else L(`| SSH throughput | not measured: ${ssh?.error ?? 'not run'} | | | |`);
+
+  const tiny = by['e2e-tiny'];
+  if (tiny?.result && !tiny.result.skipped && tiny.result.cold_ms !== null) {
+    const e = tiny.result;
+    L(
+      `| first reply, cold VM (${e.setup.image}: Moltage's own path, VM boot included) | ${fmt(e.cold_ms / 1000, ' s', 1)} | warm-VM reply p50 ${fmt(e.warm_p50_ms / 1000, ' s', 2)} | ${fmt(e.cold_over_warm, '', 1)} | – |`,
+    );
+    L(
+      `| reply, warm VM, tiny-agent (n=${e.warm_ms.length}) | ${fmt(e.warm_p50_ms / 1000, ' s', 2)} p50 (${e.warm_ms.map((x) => fmt(x / 1000, '', 2)).join(', ')} s) | bridge ack p50 ${ack?.result ? fmt(ack.result.bridge.fixed.p50_ms, ' ms', 2) : '–'} | ${ack?.result ? ratio(e.warm_p50_ms, ack.result.bridge.fixed.p50_ms, 0) : '–'} | – |`,
+    );
+  } else
+    L(
+      `| first reply latency, tiny-agent (cold, warm) | not measured: ${tiny?.result?.cold_error ?? tiny?.result?.skipped ?? tiny?.error ?? 'not run'} | | | |`,
+    );
 
   const e2e = by['e2e-reply'];
   if (e2e?.result && !e2e.result.skipped) {

@@ -4,14 +4,19 @@
 // simulator (customer-service send). Cold = the user's first message (the orchestrator boots the
 // VM, the guest's agent starts, asks the fake LLM, calls the bridge back); warm = further messages
 // to the running VM. Whole stack on this machine: real Redis, the WeChat simulator with its fake
-// LLM (in this process), the orchestrator (QEMU, user networking, the `agent` guest image) and
-// the bridge as child processes (`node bin/moltage.js orchestrator|bridge`).
+// LLM (in this process), the orchestrator (QEMU, user networking) and the bridge as child
+// processes (`node bin/moltage.js orchestrator|bridge`).
 //
-//   node bench/e2e-reply/run.js [--warm 3] [--cold-timeout-s 300] [--image-dir /var/tmp/moltage-test-images]
+//   node bench/e2e-reply/run.js [--image agent|tiny-agent] [--warm 3] [--cold-timeout-s 300]
+//                               [--image-dir /var/tmp/moltage-test-images]
 //
-// Needs `npx tsc -b` and a built agent image in the image directory (`moltage image build`);
-// without one it prints {"skipped": "..."} and exits 0. The image is used as it is: nothing is
-// built. Prints a JSON summary and writes bench/results/e2e-reply-<timestamp>.json.
+// `--image agent` (default): OpenClaw in the guest, as users get it; needs a built agent image in
+// the image directory (`moltage image build`), else it prints {"skipped": "..."} and exits 0 (the
+// agent image is used as it is: nothing is built). `--image tiny-agent`: the test image whose
+// guest agent is a small shell script answering through the same webhook/callback contract — the
+// same path through Moltage (bridge, orchestrator, VM boot, guest agent, callback, send) without
+// OpenClaw's own start-up and turn; built here if missing (about a minute, cached after).
+// Prints a JSON summary and writes bench/results/e2e-reply-<timestamp>.json.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -31,6 +36,11 @@ const WARM = Number(opt('warm', 3));
 const COLD_TIMEOUT_MS = Number(opt('cold-timeout-s', 300)) * 1000;
 const WARM_TIMEOUT_MS = 120_000;
 const IMAGE_DIR = opt('image-dir', process.env.VM_IMAGE_DIR ?? '/var/tmp/moltage-test-images');
+const IMAGE = opt('image', 'agent');
+if (IMAGE !== 'agent' && IMAGE !== 'tiny-agent') {
+  process.stderr.write(`--image must be agent or tiny-agent, not ${JSON.stringify(IMAGE)}\n`);
+  process.exit(2);
+}
 const COLD_START_NOTICE = '正在为你启动专属环境，请稍候……';
 /** The bridge's failure messages (apps/bridge/src/domain/texts.ts): a reply that is one of them is not an answer. */
 const FAILURE_TEXTS = [
@@ -163,7 +173,12 @@ async function measureReply(client, openid, text, timeoutMs) {
 }
 
 async function main() {
-  const manifestPath = join(IMAGE_DIR, 'agent', 'manifest.json');
+  const manifestPath = join(IMAGE_DIR, IMAGE, 'manifest.json');
+  if (IMAGE === 'tiny-agent') {
+    const { buildImage } = await import('@moltage/orchestrator');
+    const built = await buildImage({ kind: 'tiny-agent', imageDir: IMAGE_DIR });
+    log(`tiny-agent image ${built.cached ? 'cached' : 'built'} in ${IMAGE_DIR}`);
+  }
   if (!existsSync(manifestPath)) {
     const out = JSON.stringify({ bench: 'e2e-reply', skipped: `no agent image at ${manifestPath}` });
     process.stdout.write(`${out}\n`);
@@ -189,7 +204,9 @@ async function main() {
     const bridgePort = await freePort();
     const orchToken = randomBytes(16).toString('hex');
     const bridgeUrl = `http://127.0.0.1:${bridgePort}`;
-    log(`agent image ${manifest.hash.slice(0, 12)} (${manifest.kernelVersion}); starting the orchestrator`);
+    log(
+      `${IMAGE} image ${manifest.hash.slice(0, 12)} (${manifest.kernelVersion}); starting the orchestrator`,
+    );
     const orch = await startChild(
       'orchestrator',
       {
@@ -199,7 +216,7 @@ async function main() {
         ORCHESTRATOR_TOKEN: orchToken,
         VM_DRIVER: 'qemu',
         VM_NETWORK: 'user',
-        VM_IMAGE: 'agent',
+        VM_IMAGE: IMAGE,
         VM_IMAGE_DIR: IMAGE_DIR,
         VM_DATA_DIR: join(dataDir, 'vms'),
         SOCKET_DIR: join(dataDir, 'sockets'),
@@ -299,7 +316,11 @@ async function main() {
         loadavg_1m_at_end: round(loadavg()[0], 2),
       },
       setup: {
-        image: `agent ${manifest.hash.slice(0, 12)} (OpenClaw in the guest, fake LLM on the host)`,
+        image:
+          IMAGE === 'agent'
+            ? `agent ${manifest.hash.slice(0, 12)} (OpenClaw in the guest, fake LLM on the host)`
+            : `tiny-agent ${manifest.hash.slice(0, 12)} (shell test agent in the guest, no LLM)`,
+        image_kind: IMAGE,
         driver: 'qemu, user networking',
         mode: 'safe (AES)',
       },

@@ -86,8 +86,8 @@ function text(user: number, n: number): string {
 
 /**
  * Sends every user's messages in order (users in parallel), each after the previous one was
- * answered or 10 s passed — as people chat. (A user who sends 10 messages in a second leaves the
- * replies past the fifth without a budget: WeChat allows 5 messages per user action.) Returns
+ * answered or 10 s passed — as people chat. (A user who sends 10 messages in a second gets the
+ * replies past the fifth only with their next message: WeChat allows 5 messages per user action.) Returns
  * the texts WeChat got an ack for.
  */
 async function stream(

@@ -54,6 +54,12 @@ const MAX_AUTH_REQUESTS = 40;
 /** After the VM connection failed, time the client gets to open a session and read why. */
 const FAILED_UPSTREAM_GRACE_MS = 2000;
 
+/**
+ * ssh2 documents `setNoDelay` on server connections too (README "Connection methods"), but
+ * @types/ssh2 only declares it on `Client`.
+ */
+type NoDelayConnection = Connection & { setNoDelay(noDelay?: boolean): Connection };
+
 /** `::ffff:127.0.0.1` → `127.0.0.1`: one counter per address whatever the socket family. */
 export function normalizeAddress(address: string | undefined): string {
   if (!address) return 'unknown';
@@ -93,6 +99,9 @@ export function buildGateway(deps: GatewayDeps): Gateway {
       keepaliveCountMax: 4,
     },
     (client, info) => {
+      // A relay must not add Nagle's delay: ssh2 writes each SSH packet on its own, and a packet
+      // held back for an ACK stalls the flow end to end (bench/ssh/README.md). Same upstream.
+      (client as NoDelayConnection).setNoDelay(true);
       const address = normalizeAddress(info.ip);
       const log = deps.logger.child({ conn: randomBytes(4).toString('hex'), ip: address });
       live.add(client);

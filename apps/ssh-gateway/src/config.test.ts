@@ -39,6 +39,14 @@ describe('gateway config', () => {
     expect(problems).toContain('Invalid environment variable IDLE_TIMEOUT_S');
   });
 
+  it('tunes the heap growing factor by default, can leave it alone, and refuses nonsense', () => {
+    expect(loadConfig({}).GC_HEAP_GROWING_PERCENT).toBe(300);
+    expect(loadConfig({ GC_HEAP_GROWING_PERCENT: '0' }).GC_HEAP_GROWING_PERCENT).toBe(0);
+    for (const bad of ['-1', '1001', '2.5', 'lots']) {
+      expect(() => loadConfig({ GC_HEAP_GROWING_PERCENT: bad })).toThrow(/GC_HEAP_GROWING_PERCENT/);
+    }
+  });
+
   it('refuses ports out of range', () => {
     expect(parseListenAddress('0.0.0.0:65536')).toBeNull();
     expect(() => loadConfig({ METRICS_ADDR: 'x:99999' })).toThrow(/METRICS_ADDR/);

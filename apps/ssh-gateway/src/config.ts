@@ -75,6 +75,14 @@ export const configSchema = z.object({
   UPSTREAM_CONNECT_TIMEOUT_MS: env.int(20_000, 500),
   /** Open connections, authenticated or not, beyond which new ones are dropped. */
   MAX_CONNECTIONS: env.int(2000, 1),
+  /**
+   * V8's old-generation growing factor as a percentage (`--heap-growing-percent`; 300 = the heap
+   * may reach 4× its live size before a full GC, V8's own upper bound). Relaying allocates about
+   * 2.5 MiB of short-lived buffers per MiB, which V8 counts against the old-generation limit until
+   * a scavenge frees them; with its own, smaller factor a busy gateway falls into back-to-back full
+   * GCs that double its CPU per MiB (bench/ssh/README.md). 0 leaves V8's heuristics alone.
+   */
+  GC_HEAP_GROWING_PERCENT: z.coerce.number().int().min(0).max(1000).default(300),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
 import { createLogger, createRedis, describeRedis, type Logger } from '@moltage/core';
 import { ensureGatewayKeys, type GatewayKeys } from './adapters/key-files.js';
 import { HostAwareVmDirectory, RoutedVmControl } from './adapters/orchestrator-router.js';
@@ -60,6 +61,11 @@ export async function runSshGateway(opts: RunSshGatewayOptions = {}): Promise<Ru
   const config = loadConfig(opts.env ?? process.env);
   const logger =
     opts.logger ?? createLogger({ name: 'ssh-gateway', level: config.LOG_LEVEL, pretty: config.LOG_PRETTY });
+
+  // Process-wide, read by V8 each time it sizes the heap after a full GC: see GC_HEAP_GROWING_PERCENT.
+  if (config.GC_HEAP_GROWING_PERCENT > 0) {
+    setFlagsFromString(`--heap-growing-percent=${config.GC_HEAP_GROWING_PERCENT}`);
+  }
 
   const keys = await ensureGatewayKeys(config.HOST_KEY_PATH);
   logger.info(

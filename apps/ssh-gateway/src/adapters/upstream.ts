@@ -155,5 +155,8 @@ export function connectUpstream(
           });
       },
     });
+    // No Nagle on the relay's VM leg either (see app.ts). `connect` has just created the socket;
+    // Node applies the option when the socket gets its handle.
+    client.setNoDelay(true);
   });
 }

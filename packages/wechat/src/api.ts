@@ -1,3 +1,4 @@
+import { request } from 'undici';
 import { WeChatApiError, WeChatError } from './errors.js';
 import { MAX_TEXT_BYTES, utf8ByteLength } from './split.js';
 import { type CachedToken, MemoryTokenCache, type TokenCache } from './token-cache.js';
@@ -287,21 +288,25 @@ export class WeChatApiClient {
     req: { method: 'GET' | 'POST'; query?: URLSearchParams; body?: unknown },
   ): Promise<T> {
     const url = `${this.#baseUrl}${path.startsWith('/') ? '' : '/'}${path}${req.query ? `?${req.query.toString()}` : ''}`;
-    const init: RequestInit = {
-      method: req.method,
-      signal: AbortSignal.timeout(this.#timeoutMs),
-      headers: { accept: 'application/json' },
-    };
-    if (req.body !== undefined) {
-      init.body = JSON.stringify(req.body);
-      init.headers = { accept: 'application/json', 'content-type': 'application/json; charset=utf-8' };
-    }
+    // undici's request(), not fetch(): the same client underneath at a fifth of the CPU per call
+    // (two calls per answered message: typing and send). The timeout bounds the wait for the
+    // answer's headers and then for each piece of its body.
+    const body = req.body === undefined ? undefined : JSON.stringify(req.body);
     let text: string;
     let status: number;
     try {
-      const res = await fetch(url, init);
-      status = res.status;
-      text = await res.text();
+      const res = await request(url, {
+        method: req.method,
+        headers:
+          body === undefined
+            ? { accept: 'application/json' }
+            : { accept: 'application/json', 'content-type': 'application/json; charset=utf-8' },
+        ...(body === undefined ? {} : { body }),
+        headersTimeout: this.#timeoutMs,
+        bodyTimeout: this.#timeoutMs,
+      });
+      status = res.statusCode;
+      text = await res.body.text();
     } catch (err) {
       if (isTimeout(err)) {
         throw new WeChatError(
@@ -355,8 +360,16 @@ export class WeChatApiClient {
   }
 }
 
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
+
 function isTimeout(err: unknown): boolean {
-  return err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError');
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  return (
+    err.name === 'TimeoutError' ||
+    err.name === 'AbortError' ||
+    (typeof code === 'string' && TIMEOUT_CODES.has(code))
+  );
 }
 
 /** "fetch failed" alone says nothing; include the underlying cause's code/message. */

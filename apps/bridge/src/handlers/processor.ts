@@ -637,7 +637,8 @@ export class EntryProcessor implements EntryHandler {
       if (outcome.errcode === 45015 || outcome.errcode === 45047) {
         await d.ledger.exhaust(openid);
         // Not for lack of content: for lack of budget. The rest goes with the next message.
-        if (hold) await d.ledger.hold(openid, eid, `held:${slot}`, planned.slice(i).join('\n'), this.#now());
+        if (hold)
+          await d.ledger.hold(openid, eid, `held:${slot}:refused`, planned.slice(i).join('\n'), this.#now());
       }
       for (let j = i + 1; j < planned.length; j++) {
         await d.ledger.set(eid, `part:${slot}:${j}`, 'skipped');

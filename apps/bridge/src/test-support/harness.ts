@@ -1,4 +1,3 @@
-import { Writable } from 'node:stream';
 import { createLogger } from '@moltage/core';
 import { SimulatorClient, type StartedSimulator, startSimulator } from '@moltage/simulator';
 import {
@@ -13,6 +12,7 @@ import { buildXml, sha1Signature, WXBizMsgCrypt } from '@moltage/wechat';
 import { Redis } from 'ioredis';
 import type { BridgeTuning } from '../app.js';
 import { type RunningBridge, runBridge } from '../main.js';
+import { logSink } from './log-sink.js';
 import { startTestAgent, type TestAgent } from './test-agent.js';
 import { startTestOrchestrator, type TestOrchestrator } from './test-orchestrator.js';
 
@@ -125,13 +125,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       BRIDGE_SHUTDOWN_GRACE_MS: '500',
       ...opts.env,
     };
-    const lines: string[] = [];
-    const sink = new Writable({
-      write(chunk, _enc, cb) {
-        lines.push(String(chunk));
-        cb();
-      },
-    });
+    const { sink, text: logText } = logSink();
     const bridges: RunningBridge[] = [];
     const children: ChildService[] = [];
     cleanups.push(async () => {
@@ -169,7 +163,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
       env: baseEnv,
       bridge: null,
       bridgeUrl: '',
-      logs: () => lines.join(''),
+      logs: logText,
       startBridge,
       async spawnBridge(env = {}) {
         const port = await freePort();

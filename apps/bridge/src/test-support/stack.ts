@@ -2,7 +2,6 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { createLogger } from '@moltage/core';
@@ -12,6 +11,7 @@ import { type ChildService, freePort, redisPing, spawnService, waitFor } from '@
 import { Redis } from 'ioredis';
 import type { BridgeTuning } from '../app.js';
 import { type RunningBridge, runBridge } from '../main.js';
+import { logSink } from './log-sink.js';
 
 // The whole stack on one machine for fault injection: Redis with AOF (restartable on the same
 // port and data dir), the WeChat simulator, the real orchestrator as its own process (killable),
@@ -337,13 +337,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       BRIDGE_SHUTDOWN_GRACE_MS: '500',
       ...opts.bridgeEnv,
     };
-    const lines: string[] = [];
-    const sink = new Writable({
-      write(chunk, _enc, cb) {
-        lines.push(String(chunk));
-        cb();
-      },
-    });
+    const { sink, text: logText } = logSink();
     const bridge = await runBridge({
       env,
       log: createLogger({ name: 'bridge', level: 'debug', destination: sink }),
@@ -362,7 +356,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       client,
       orch,
       bridge,
-      logs: () => lines.join(''),
+      logs: logText,
       async newUser() {
         const { user } = await client.createUser({ follow: true });
         await client.waitForInbox(user.openid, 1, { timeoutMs: 15_000 });

@@ -5,6 +5,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { decodeConfigDisk } from './domain/config-disk.js';
 import { type RunningOrchestrator, runOrchestrator } from './orchestrator.js';
 import {
+  callApi,
   type Sandbox,
   sandbox,
   sshBanner,
@@ -47,18 +48,8 @@ describe('orchestrator with real tiny VMs (QEMU, user networking)', () => {
     return orch;
   }
 
-  async function api(method: string, path: string, body?: unknown, token: string | null = TOKEN) {
-    const headers: Record<string, string> = {};
-    if (token) headers.authorization = `Bearer ${token}`;
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    const res = await fetch(`${orch!.url}${path}`, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : null };
-  }
+  const api = (method: string, path: string, body?: unknown, token: string | null = TOKEN) =>
+    callApi(orch!.url, token, method, path, body);
 
   it('refuses requests without the bearer token and explains bad input', async () => {
     await start();

@@ -5,7 +5,15 @@ import { promisify } from 'node:util';
 import { type ChildService, freePort, type RedisServer, spawnService, startRedis } from '@moltage/testkit';
 import { Redis } from 'ioredis';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type Sandbox, sandbox, sshBanner, TEST_IMAGE_DIR, tinyImage, vmProcesses } from './test/helpers.js';
+import {
+  callApi,
+  type Sandbox,
+  sandbox,
+  sshBanner,
+  TEST_IMAGE_DIR,
+  tinyImage,
+  vmProcesses,
+} from './test/helpers.js';
 
 const exec = promisify(execFile);
 const TOKEN = 'restart-token-0123456789abcdef';
@@ -59,15 +67,8 @@ describe('orchestrator restart after SIGKILL', () => {
     return proc;
   }
 
-  async function api(method: string, path: string, body?: unknown) {
-    const res = await fetch(`http://127.0.0.1:${port}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${TOKEN}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : null };
-  }
+  const api = (method: string, path: string, body?: unknown) =>
+    callApi(`http://127.0.0.1:${port}`, TOKEN, method, path, body);
 
   it('adopts a running VM, cleans up a dead one, and leaks nothing', async () => {
     redis = await startRedis();

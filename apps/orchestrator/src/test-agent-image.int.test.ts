@@ -6,9 +6,9 @@ import { type RunningOrchestrator, runOrchestrator } from './orchestrator.js';
 import {
   type Sandbox,
   sandbox,
-  TEST_IMAGE_DIR,
   tinyAgentImage,
   tinyImage,
+  tinyOrchestratorEnv,
   vmProcesses,
 } from './test/helpers.js';
 
@@ -87,23 +87,11 @@ describe('tiny-agent image (busybox test agent, real QEMU VM)', () => {
     box = await sandbox();
     callbacks = await startCallbackServer(new Set(['m:retry']));
     orch = await runOrchestrator({
-      env: {
-        PORT: '0',
-        HOST: '127.0.0.1',
-        REDIS_URL: redis.url,
-        LOG_LEVEL: 'warn',
-        ORCHESTRATOR_TOKEN: TOKEN,
-        VM_DRIVER: 'qemu',
+      env: tinyOrchestratorEnv(box, redis.url, TOKEN, {
         VM_IMAGE: 'tiny-agent',
-        VM_IMAGE_DIR: TEST_IMAGE_DIR,
-        VM_NETWORK: 'user',
-        VM_DATA_DIR: box.dataDir,
-        SOCKET_DIR: box.socketDir,
-        DEFAULT_MEM_MIB: '128',
         VM_DATA_DISK_MIB: '256',
-        GATEWAY_SSH_PUBKEY_PATH: box.pubKeyPath,
         VM_READY_TIMEOUT_MS: '90000',
-      },
+      }),
     });
     const res = await fetch(`${orch.url}/api/v1/vms`, {
       method: 'POST',

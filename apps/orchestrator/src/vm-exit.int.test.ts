@@ -3,7 +3,14 @@ import { type RedisServer, startRedis, waitFor } from '@moltage/testkit';
 import { Redis } from 'ioredis';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningOrchestrator, runOrchestrator } from './orchestrator.js';
-import { type Sandbox, sandbox, tinyImage, tinyOrchestratorEnv, vmProcesses } from './test/helpers.js';
+import {
+  callApi,
+  type Sandbox,
+  sandbox,
+  tinyImage,
+  tinyOrchestratorEnv,
+  vmProcesses,
+} from './test/helpers.js';
 
 const TOKEN = 'vm-exit-token-0123456789abcdef';
 
@@ -28,15 +35,7 @@ describe('a VM whose process ends on its own (real tiny VM under QEMU)', () => {
     redis = undefined;
   }, 120_000);
 
-  async function api(method: string, path: string, body?: unknown) {
-    const res = await fetch(`${orch!.url}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${TOKEN}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : null };
-  }
+  const api = (method: string, path: string, body?: unknown) => callApi(orch!.url, TOKEN, method, path, body);
 
   it('killed under the orchestrator: the record becomes stopped, its IP, slot and run dir are freed, the next create starts it again', async () => {
     redis = await startRedis();

@@ -77,6 +77,27 @@ export function tinyOrchestratorEnv(
   };
 }
 
+/** One call to an orchestrator's API: the status and the JSON body (null when empty); `token` null sends none. */
+export async function callApi(
+  baseUrl: string,
+  token: string | null,
+  method: string,
+  path: string,
+  body?: unknown,
+  // biome-ignore lint/suspicious/noExplicitAny: tests read whatever fields the answer has.
+): Promise<{ status: number; body: any }> {
+  const headers: Record<string, string> = {};
+  if (token) headers['authorization'] = `Bearer ${token}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const res = await fetch(`${baseUrl}${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
 /** VM processes whose command line lives under `socketDir`. */
 export async function vmProcesses(socketDir: string) {
   return (await findProcesses(`${socketDir}/vm-`)).filter((p) => p.args[0]?.includes('qemu'));

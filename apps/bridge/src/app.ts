@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Logger } from '@moltage/core';
+import { deferredChild, type Logger } from '@moltage/core';
 import { type WeChatApiClient, WXBizMsgCrypt } from '@moltage/wechat';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Redis } from 'ioredis';
@@ -163,6 +163,9 @@ export function buildApp(deps: BridgeDeps): Bridge {
         },
       },
     ) as FastifyBaseLogger,
+    // The request's child logger (request id) is made only when the request logs something.
+    childLoggerFactory: (logger, bindings, opts) =>
+      deferredChild(logger as Logger, bindings, opts) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,

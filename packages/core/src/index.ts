@@ -13,7 +13,7 @@ export {
   type VmHostTarget,
 } from './hosts.js';
 export { longWaitDispatcher } from './http.js';
-export { createLogger, type Logger, type LoggerOptions, REDACT_PATHS } from './logger.js';
+export { createLogger, deferredChild, type Logger, type LoggerOptions, REDACT_PATHS } from './logger.js';
 export { runMain } from './main.js';
 export {
   createRedis,

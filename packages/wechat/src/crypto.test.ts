@@ -310,6 +310,16 @@ describe('WXBizMsgCrypt failures are typed', () => {
     expect(codeOf(() => c.decrypt(undefined as unknown as string))).toBe('WECHAT_DECRYPT_FAILED');
   });
 
+  it('a ciphertext with characters Buffer.from would skip or read as base64url is refused', () => {
+    const good = c.encrypt('<xml><Content>hi</Content></xml>');
+    expect(c.decrypt(good)).toContain('hi');
+    const at = 8;
+    for (const ch of ['-', '_', '.', ' ', '\n']) {
+      const bad = good.slice(0, at) + ch + good.slice(at + 1);
+      expect(() => c.decrypt(bad)).toThrow(/not valid base64/);
+    }
+  });
+
   it('a push without <Encrypt> or with a malformed body is WECHAT_BAD_XML', () => {
     const q = { msgSignature: 'x', timestamp: '1', nonce: '2' };
     expect(codeOf(() => c.decryptPush(q, '<xml><ToUserName>a</ToUserName></xml>'))).toBe('WECHAT_BAD_XML');

@@ -8,7 +8,6 @@ const PAD_BLOCK_BYTES = 32;
 const RANDOM_BYTES = 16;
 const LENGTH_BYTES = 4;
 const AES_KEY_RE = /^[A-Za-z0-9+/]{43}$/;
-const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/;
 const utf8Strict = new TextDecoder('utf-8', { fatal: true });
 
 export interface WXBizMsgCryptOptions {
@@ -96,10 +95,12 @@ export class WXBizMsgCrypt {
     if (typeof encryptedB64 !== 'string' || encryptedB64.length === 0) {
       throw decryptFailed('ciphertext is empty');
     }
-    if (encryptedB64.length % 4 !== 0 || !BASE64_RE.test(encryptedB64)) {
+    // Strict base64: Buffer.from skips what is not base64, so the canonical re-encoding must give
+    // the input back (cheaper than a regular expression over the whole ciphertext).
+    const data = Buffer.from(encryptedB64, 'base64');
+    if (encryptedB64.length % 4 !== 0 || data.toString('base64') !== encryptedB64) {
       throw decryptFailed('ciphertext is not valid base64');
     }
-    const data = Buffer.from(encryptedB64, 'base64');
     if (data.length === 0 || data.length % 16 !== 0) {
       throw decryptFailed('ciphertext length is not a multiple of the AES block size');
     }

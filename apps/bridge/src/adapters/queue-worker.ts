@@ -1,4 +1,4 @@
-import type { Logger } from '@moltage/core';
+import { deferredChild, type Logger } from '@moltage/core';
 import type { Redis } from 'ioredis';
 import type { Metrics } from '../metrics.js';
 import { LEDGER_TTL_S } from './ledger.js';
@@ -284,7 +284,7 @@ export class QueueWorker {
   /** Processes one entry with retries; false when interrupted by shutdown (the entry stays queued). */
   async #process(entry: QueueEntry, firstAttempt: number): Promise<boolean> {
     const signal = this.#abort.signal;
-    const log = this.#log.child({ openid: entry.openid, entry: entry.eid, kind: entry.kind });
+    const log = deferredChild(this.#log, { openid: entry.openid, entry: entry.eid, kind: entry.kind });
     for (let n = 0; ; n++) {
       const attempt = n === 0 ? firstAttempt : await this.#attempts.attempt(entry.eid);
       const ctx: EntryContext = { attempt, signal, log };

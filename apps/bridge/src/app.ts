@@ -21,6 +21,7 @@ import { callbackRoute } from './http/callback-route.js';
 import { opsRoutes } from './http/ops-routes.js';
 import { wechatRoutes } from './http/wechat-routes.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { PushPressure } from './push-pressure.js';
 
 /** Knobs that are constants in production; tests shorten them. */
 export interface BridgeTuning {
@@ -40,6 +41,12 @@ export interface BridgeTuning {
   readBlockMs: number;
   /** How often the console page refreshes itself. */
   consolePollMs: number;
+  /** Pushes waiting for their ack at which queue work steps aside (see PushPressure). */
+  pushHighWater: number;
+  /** How long pressure lasts after that mark was last reached. */
+  pushCalmMs: number;
+  /** The longest one queue step steps aside for acks. */
+  pushMaxDeferMs: number;
 }
 
 export const DEFAULT_TUNING: BridgeTuning = {
@@ -52,6 +59,9 @@ export const DEFAULT_TUNING: BridgeTuning = {
   vmPollMs: 500,
   readBlockMs: 1000,
   consolePollMs: 3000,
+  pushHighWater: 16,
+  pushCalmMs: 200,
+  pushMaxDeferMs: 1000,
 };
 
 export interface BridgeDeps {
@@ -125,6 +135,11 @@ export function buildApp(deps: BridgeDeps): Bridge {
       vmPollMs: tuning.vmPollMs,
     },
   });
+  const pressure = new PushPressure({
+    highWater: tuning.pushHighWater,
+    calmMs: tuning.pushCalmMs,
+    maxDeferMs: tuning.pushMaxDeferMs,
+  });
   const consumer = deps.consumer ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   const worker = new QueueWorker({
     queue,
@@ -133,6 +148,7 @@ export function buildApp(deps: BridgeDeps): Bridge {
     attempts: ledger,
     log,
     metrics,
+    pressure,
     options: {
       consumer,
       concurrency: config.BRIDGE_WORKER_CONCURRENCY,
@@ -179,6 +195,7 @@ export function buildApp(deps: BridgeDeps): Bridge {
     metrics,
     now,
     journal,
+    pressure,
   });
   void http.register(callbackRoute, { users, queue, waits, metrics, now, journal });
   void http.register(adminRoutes, {

@@ -71,6 +71,11 @@ export function createMetrics(queueStats: () => Promise<{ depth: number; pending
     help: 'Queue notifications taken over from a worker that stopped renewing them (crash recovery)',
     registers: [registry],
   });
+  const deferredSteps = new Counter({
+    name: 'moltage_bridge_deferred_steps_total',
+    help: 'Queue steps that waited because many pushes were waiting for their ack (acks go first)',
+    registers: [registry],
+  });
   new Gauge({
     name: 'moltage_bridge_queue_depth',
     help: 'Entries waiting in user inboxes (all bridge processes)',
@@ -100,6 +105,7 @@ export function createMetrics(queueStats: () => Promise<{ depth: number; pending
     callbacks,
     processed,
     claimed,
+    deferredSteps,
   };
 }
 

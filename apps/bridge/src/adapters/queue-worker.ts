@@ -1,6 +1,7 @@
 import { deferredChild, type Logger } from '@moltage/core';
 import type { Redis } from 'ioredis';
 import type { Metrics } from '../metrics.js';
+import type { PushPressure } from '../push-pressure.js';
 import { LEDGER_TTL_S } from './ledger.js';
 import { leaseToken, type QueueEntry, type RedisQueue } from './queue.js';
 
@@ -67,6 +68,7 @@ export class QueueWorker {
   readonly #attempts: AttemptCounter;
   readonly #log: Logger;
   readonly #metrics: Metrics;
+  readonly #pressure: PushPressure | undefined;
   readonly #opts: Required<WorkerOptions>;
   readonly #active = new Map<string, Promise<void>>();
   readonly #abort = new AbortController();
@@ -87,6 +89,8 @@ export class QueueWorker {
     log: Logger;
     metrics: Metrics;
     options: WorkerOptions;
+    /** When given, steps go one at a time (waiting, bounded) while many pushes wait for their ack. */
+    pressure?: PushPressure;
   }) {
     this.#queue = deps.queue;
     this.#blocking = deps.blocking;
@@ -94,6 +98,7 @@ export class QueueWorker {
     this.#attempts = deps.attempts;
     this.#log = deps.log;
     this.#metrics = deps.metrics;
+    this.#pressure = deps.pressure;
     this.#opts = { maxAttempts: 5, retryBaseMs: 1000, blockMs: 1000, ...deps.options };
   }
 
@@ -257,19 +262,27 @@ export class QueueWorker {
     try {
       for (;;) {
         if (this.#stopping || lost) break;
-        const next = await this.#queue.advance(openid, done?.id ?? null, token, LEDGER_TTL_S);
-        done = null;
-        if (next === 'lost') {
-          if (!lost) this.#log.warn({ openid }, 'lost the lease on a user; another worker continues');
-          lost = true;
-          break;
+        // Acks first: while pushes pile up, steps go one at a time (see PushPressure).
+        const step = await this.#pressure?.admit(this.#abort.signal);
+        if (step?.deferred) this.#metrics.deferredSteps.inc();
+        try {
+          if (this.#stopping || lost) break;
+          const next = await this.#queue.advance(openid, done?.id ?? null, token, LEDGER_TTL_S);
+          done = null;
+          if (next === 'lost') {
+            if (!lost) this.#log.warn({ openid }, 'lost the lease on a user; another worker continues');
+            lost = true;
+            break;
+          }
+          if (!next) {
+            if (await this.#queue.finish(openid, token, consumer, nid, 'drained')) return;
+            continue;
+          }
+          if (!(await this.#process(next.entry, next.attempt))) break;
+          done = next.entry;
+        } finally {
+          step?.done();
         }
-        if (!next) {
-          if (await this.#queue.finish(openid, token, consumer, nid, 'drained')) return;
-          continue;
-        }
-        if (!(await this.#process(next.entry, next.attempt))) break;
-        done = next.entry;
       }
       if (done) await this.#queue.complete(done);
       // Hand back (re-notify when entries are left) also after losing the lease: the lease may have

@@ -108,6 +108,44 @@ describe('ordering and parallelism', () => {
   });
 });
 
+describe('acks before answers (push pressure)', () => {
+  /**
+   * A bridge that counts as under a storm of pushes from the first push on (high-water mark 1, a
+   * long calm period), and two users whose messages the agent holds: 甲 is sent first.
+   */
+  async function twoUsersInAStorm(pushMaxDeferMs: number) {
+    h = await startHarness({ tuning: { pushHighWater: 1, pushCalmMs: 600_000, pushMaxDeferMs } });
+    const a = await h.newUser();
+    const b = await h.newUser();
+    h.agent.behavior = () => ({ hold: true });
+    await h.client.sendText(a, '甲');
+    await h.client.sendText(b, '乙');
+    return { h, a, b };
+  }
+
+  it('under a storm of pushes, steps go one at a time: the next starts when the running one is done', async () => {
+    const { h, a, b } = await twoUsersInAStorm(600_000);
+    await waitFor(() => h.agent.requests.length === 1, { what: 'the first user dispatched' });
+    h.agent.behavior = () => ({});
+    h.agent.release();
+    expect((await h.waitTexts(a, 2))[1]).toBe('收到：甲');
+    expect((await h.waitTexts(b, 2))[1]).toBe('收到：乙');
+    // Where `processes different users in parallel` sees both at the agent at once.
+    expect(h.agent.maxInFlight).toBe(1);
+    const metrics = await fetch(`${h.bridgeUrl}/metrics`).then((r) => r.text());
+    expect(metricSum(metrics, 'moltage_bridge_deferred_steps_total')).toBeGreaterThan(0);
+  });
+
+  it('a step waits for acks only so long: a storm slows answers down but never stops them', async () => {
+    const { h, a, b } = await twoUsersInAStorm(100);
+    // The first step is still running (held by the agent), and the second went on after its wait.
+    await waitFor(() => h.agent.requests.length === 2, { what: 'both users dispatched' });
+    h.agent.release();
+    expect((await h.waitTexts(a, 2))[1]).toBe('收到：甲');
+    expect((await h.waitTexts(b, 2))[1]).toBe('收到：乙');
+  });
+});
+
 /** Posts an agent reply for a message the test agent accepted without answering. */
 async function replyAs(req: { payload: Record<string, unknown> }, text: string): Promise<number> {
   const res = await fetch(String(req.payload['callback_url']), {

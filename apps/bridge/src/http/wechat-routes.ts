@@ -12,6 +12,7 @@ import type { RedisQueue } from '../adapters/queue.js';
 import { opensServiceWindow, routeMessage } from '../domain/route-message.js';
 import { BridgeError, httpReplyFor } from '../errors.js';
 import type { Metrics } from '../metrics.js';
+import type { PushPressure } from '../push-pressure.js';
 
 /** Pushes larger than this are refused with 400 (WeChat's are a few KiB). */
 export const MAX_PUSH_BYTES = 64 * 1024;
@@ -26,6 +27,8 @@ export interface WeChatRouteDeps {
   now: () => number;
   /** The console's log (console enabled): records each acked push, off the ack's latency. */
   journal?: ConsoleJournal | undefined;
+  /** Counts pushes waiting for their ack, so that queue work steps aside while many do. */
+  pressure?: PushPressure | undefined;
 }
 
 type Query = Record<string, string | undefined>;
@@ -131,73 +134,85 @@ export async function wechatRoutes(app: FastifyInstance, deps: WeChatRouteDeps):
   app.post(
     '/wechat',
     async (req: FastifyRequest<{ Querystring: Query; Body: unknown }>, reply: FastifyReply) => {
-      const started = process.hrtime.bigint();
-      const q = req.query;
-      const body = typeof req.body === 'string' ? req.body : '';
-      const timestamp = str(q, 'timestamp');
-      const nonce = str(q, 'nonce');
-      let xml: string;
-      if (str(q, 'encrypt_type').toLowerCase() === 'aes') {
-        if (!deps.crypt) {
-          throw new BridgeError(
-            'BRIDGE_SAFE_MODE_UNCONFIGURED',
-            'encrypted push received but WECHAT_ENCODING_AES_KEY is not set',
-          );
-        }
-        const msgSignature = str(q, 'msg_signature');
-        if (msgSignature === '') throw new BridgeError('BRIDGE_BAD_SIGNATURE', 'msg_signature is missing');
-        if (body.trim() === '') throw new BridgeError('BRIDGE_BAD_REQUEST', 'empty body');
-        try {
-          xml = deps.crypt.decryptPush({ msgSignature, timestamp, nonce }, body);
-        } catch (err) {
-          fromWeChatError(err);
-        }
-        checkTimestamp(timestamp, deps.now());
-      } else {
-        if (!checkSignature(deps.token, timestamp, nonce, str(q, 'signature'))) {
-          throw new BridgeError('BRIDGE_BAD_SIGNATURE', 'signature does not match');
-        }
-        checkTimestamp(timestamp, deps.now());
-        if (body.trim() === '') throw new BridgeError('BRIDGE_BAD_REQUEST', 'empty body');
-        xml = body;
-      }
-      let msg: WeChatMessage;
+      deps.pressure?.enter();
       try {
-        msg = parseMessage(xml);
+        return await acceptPush(req, reply);
+      } finally {
+        deps.pressure?.leave();
+      }
+    },
+  );
+
+  async function acceptPush(
+    req: FastifyRequest<{ Querystring: Query; Body: unknown }>,
+    reply: FastifyReply,
+  ): Promise<FastifyReply> {
+    const started = process.hrtime.bigint();
+    const q = req.query;
+    const body = typeof req.body === 'string' ? req.body : '';
+    const timestamp = str(q, 'timestamp');
+    const nonce = str(q, 'nonce');
+    let xml: string;
+    if (str(q, 'encrypt_type').toLowerCase() === 'aes') {
+      if (!deps.crypt) {
+        throw new BridgeError(
+          'BRIDGE_SAFE_MODE_UNCONFIGURED',
+          'encrypted push received but WECHAT_ENCODING_AES_KEY is not set',
+        );
+      }
+      const msgSignature = str(q, 'msg_signature');
+      if (msgSignature === '') throw new BridgeError('BRIDGE_BAD_SIGNATURE', 'msg_signature is missing');
+      if (body.trim() === '') throw new BridgeError('BRIDGE_BAD_REQUEST', 'empty body');
+      try {
+        xml = deps.crypt.decryptPush({ msgSignature, timestamp, nonce }, body);
       } catch (err) {
         fromWeChatError(err);
       }
-
-      const key = dedupKey(msg);
-      const window =
-        msg.msgType === 'event' && msg.event === 'unsubscribe'
-          ? 'close'
-          : opensServiceWindow(msg)
-            ? 'open'
-            : null;
-      let queued: boolean;
-      try {
-        queued = await deps.queue.enqueue(
-          msg.fromUserName,
-          {
-            eid: `m:${key}`,
-            kind: 'push',
-            data: JSON.stringify(compact(msg)),
-            at: deps.now(),
-            answeredByBridge: routeMessage(msg).kind !== 'agent',
-          },
-          { dedupKey: key, window },
-        );
-      } catch (err) {
-        throw new BridgeError('BRIDGE_QUEUE_UNAVAILABLE', 'queue unavailable, retry later', { cause: err });
+      checkTimestamp(timestamp, deps.now());
+    } else {
+      if (!checkSignature(deps.token, timestamp, nonce, str(q, 'signature'))) {
+        throw new BridgeError('BRIDGE_BAD_SIGNATURE', 'signature does not match');
       }
-      deps.journal?.push(msg, `m:${key}`, deps.now(), !queued);
-      deps.metrics.pushes.inc({ outcome: queued ? 'queued' : 'duplicate' });
-      if (!queued) deps.metrics.dedupHits.inc();
-      deps.metrics.acks.inc();
-      deps.metrics.ackSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
-      req.log.debug({ openid: msg.fromUserName, msgType: msg.msgType, duplicate: !queued }, 'push acked');
-      return reply.type('text/plain; charset=utf-8').send('success');
-    },
-  );
+      checkTimestamp(timestamp, deps.now());
+      if (body.trim() === '') throw new BridgeError('BRIDGE_BAD_REQUEST', 'empty body');
+      xml = body;
+    }
+    let msg: WeChatMessage;
+    try {
+      msg = parseMessage(xml);
+    } catch (err) {
+      fromWeChatError(err);
+    }
+
+    const key = dedupKey(msg);
+    const window =
+      msg.msgType === 'event' && msg.event === 'unsubscribe'
+        ? 'close'
+        : opensServiceWindow(msg)
+          ? 'open'
+          : null;
+    let queued: boolean;
+    try {
+      queued = await deps.queue.enqueue(
+        msg.fromUserName,
+        {
+          eid: `m:${key}`,
+          kind: 'push',
+          data: JSON.stringify(compact(msg)),
+          at: deps.now(),
+          answeredByBridge: routeMessage(msg).kind !== 'agent',
+        },
+        { dedupKey: key, window },
+      );
+    } catch (err) {
+      throw new BridgeError('BRIDGE_QUEUE_UNAVAILABLE', 'queue unavailable, retry later', { cause: err });
+    }
+    deps.journal?.push(msg, `m:${key}`, deps.now(), !queued);
+    deps.metrics.pushes.inc({ outcome: queued ? 'queued' : 'duplicate' });
+    if (!queued) deps.metrics.dedupHits.inc();
+    deps.metrics.acks.inc();
+    deps.metrics.ackSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    req.log.debug({ openid: msg.fromUserName, msgType: msg.msgType, duplicate: !queued }, 'push acked');
+    return reply.type('text/plain; charset=utf-8').send('success');
+  }
 }

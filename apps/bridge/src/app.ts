@@ -30,6 +30,8 @@ export interface BridgeTuning {
   /** Base of the backoff between retries of a failed customer-service send. */
   sendRetryBaseMs: number;
   sendAttempts: number;
+  /** The typing indicator shows once an agent took this long without answering. */
+  typingFirstAfterMs: number;
   /** Typing indicator refresh (WeChat shows it for 15 s). */
   typingRefreshMs: number;
   /** How often expired agent waits are turned into timeout notices. */
@@ -53,6 +55,7 @@ export const DEFAULT_TUNING: BridgeTuning = {
   entryRetryBaseMs: 1000,
   sendRetryBaseMs: 500,
   sendAttempts: 4,
+  typingFirstAfterMs: 1000,
   typingRefreshMs: 10_000,
   sweepEveryMs: 1000,
   coldStartNoticeMs: 3000,
@@ -108,6 +111,7 @@ export function buildApp(deps: BridgeDeps): Bridge {
     baseMs: tuning.sendRetryBaseMs,
   });
   const typing = new TypingIndicator(wechat, waits, log, {
+    firstAfterMs: tuning.typingFirstAfterMs,
     refreshMs: tuning.typingRefreshMs,
     maxMs: config.AGENT_REPLY_TIMEOUT_MS,
   });

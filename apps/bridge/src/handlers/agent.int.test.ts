@@ -138,6 +138,16 @@ describe('agent path', () => {
     expect((await h.texts(u)).slice(1)).toEqual([T.agentTimeout, '收到：再试']);
   });
 
+  it('shows no typing indicator when the answer comes before it is due', async () => {
+    h = await startHarness({ tuning: { typingFirstAfterMs: 600_000 } });
+    const u = await h.newUser();
+    await h.client.sendText(u, '快问快答');
+    expect((await h.waitTexts(u, 2))[1]).toBe('收到：快问快答');
+    await h.idle();
+    expect(h.sim.sim.calls({ endpoint: 'typing' })).toEqual([]);
+    expect(h.sim.sim.user(u).typing).toBe(false);
+  });
+
   it('shows the typing indicator while the agent works, without using the message budget', async () => {
     h = await startHarness();
     const u = await h.newUser();

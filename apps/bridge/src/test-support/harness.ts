@@ -22,6 +22,7 @@ export type Mode = 'plaintext' | 'compatible' | 'safe';
 export const FAST_TUNING: Partial<BridgeTuning> = {
   entryRetryBaseMs: 50,
   sendRetryBaseMs: 20,
+  typingFirstAfterMs: 100,
   typingRefreshMs: 200,
   sweepEveryMs: 100,
   coldStartNoticeMs: 3000,

@@ -9,6 +9,14 @@ export interface Wait {
   deadline: number;
 }
 
+// One EVALSHA (pipelined with the process's other commands) instead of a MULTI of four.
+const ADD = new LuaScript(`
+-- KEYS: waits, due ; ARGV: eid, wait JSON, deadline, member
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+return 1
+`);
+
 const CLEAR = new LuaScript(`
 -- KEYS: waits, due ; ARGV: openid, eid ('' = all)
 local out = {}
@@ -53,11 +61,11 @@ export class AgentWaits {
   constructor(private readonly redis: Redis) {}
 
   async add(openid: string, eid: string, wait: Wait): Promise<void> {
-    await this.redis
-      .multi()
-      .hset(keys.waits(openid), eid, JSON.stringify(wait))
-      .zadd(keys.waitsDue(), wait.deadline, `${openid}\t${eid}`)
-      .exec();
+    await ADD.run(
+      this.redis,
+      [keys.waits(openid), keys.waitsDue()],
+      [eid, JSON.stringify(wait), wait.deadline, `${openid}\t${eid}`],
+    );
   }
 
   /** The wait of one message (or all of the user's when `eid` is absent), without ending it. */

@@ -133,7 +133,19 @@ export async function bringUp(opts: UpOptions): Promise<StackInfo> {
       await sup.start({
         name: 'redis',
         command: 'redis-server',
-        args: ['--port', String(port), '--bind', '127.0.0.1', '--dir', redisDir, '--appendonly', 'yes'],
+        // Fsynced before every reply, as in deploy/: an acked push must survive a crash.
+        args: [
+          '--port',
+          String(port),
+          '--bind',
+          '127.0.0.1',
+          '--dir',
+          redisDir,
+          '--appendonly',
+          'yes',
+          '--appendfsync',
+          'always',
+        ],
         env: base,
         ready: { tcp: port },
       });

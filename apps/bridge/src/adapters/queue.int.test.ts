@@ -296,6 +296,48 @@ describe('RedisQueue (the Redis side of the queue)', () => {
     expect(await r.get('queue:depth')).toBe('1');
   });
 
+  it('enqueues of one event-loop turn go as batches: each queued as alone, in order, duplicates seen', async () => {
+    const { q, r } = await queue();
+    const results = await Promise.all(
+      Array.from({ length: 150 }, (_, i) =>
+        // 150 calls in one turn: more than one batch; message 7 is delivered twice.
+        q.enqueue(`u${i % 5}`, entry(`m:${i === 149 ? 7 : i}`), { dedupKey: String(i === 149 ? 7 : i) }),
+      ),
+    );
+    expect(results.filter((x) => x)).toHaveLength(149);
+    expect(results[149]).toBe(false);
+    for (let u = 0; u < 5; u++) {
+      const rows = (await r.xrange(`inbox:u${u}`, '-', '+')) as [string, string[]][];
+      const eids = rows.map(([, f]) => f[f.indexOf('eid') + 1]);
+      expect(eids).toEqual(
+        Array.from({ length: 30 }, (_, k) => `m:${k * 5 + u}`).filter((e) => e !== 'm:149'),
+      );
+    }
+    expect(await r.get('queue:depth')).toBe('149');
+    // One notification per user, however many entries the batch queued for them.
+    expect(await r.xlen('queue:ready')).toBe(5);
+  });
+
+  it('an entry Redis refuses fails alone, leaves no trace, and its batch goes on', async () => {
+    const { q, r } = await queue();
+    await r.set('inbox:broken', 'not a stream');
+    const results = await Promise.allSettled([
+      q.enqueue('u1', entry('m:1'), { dedupKey: '1' }),
+      q.enqueue('broken', entry('m:2'), { dedupKey: '2' }),
+      q.enqueue('u3', entry('m:3'), { dedupKey: '3' }),
+    ]);
+    expect(results.map((x) => x.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(results[0]).toEqual({ status: 'fulfilled', value: true });
+    expect(results[2]).toEqual({ status: 'fulfilled', value: true });
+    expect(await r.xlen('inbox:u1')).toBe(1);
+    expect(await r.xlen('inbox:u3')).toBe(1);
+    expect(await r.get('queue:depth')).toBe('2');
+    // Not marked as seen: once the key is repaired, WeChat's retry of that push is queued.
+    expect(await r.exists('dedup:2')).toBe(0);
+    await r.del('inbox:broken');
+    expect(await q.enqueue('broken', entry('m:2'), { dedupKey: '2' })).toBe(true);
+  });
+
   type Step = Awaited<ReturnType<RedisQueue['advance']>>;
   const eidOf = (step: Step) => (step && step !== 'lost' ? step.entry.eid : step);
   const idOf = (step: Step) => (step && step !== 'lost' ? step.entry.id : null);

@@ -166,49 +166,69 @@ local function acked(notified, nid)
 end
 `;
 
+/** Entries one ENQUEUE call takes at most (a batch is what one event-loop turn received). */
+export const ENQUEUE_BATCH_MAX = 64;
+
 const ENQUEUE = new LuaScript(`${ANSWER_COUNT}${NOTIFY}
+-- A batch of entries, each with 9 KEYS and 14 ARGV, queued one after the other; returns one
+-- result per entry (1 queued, 0 duplicate, 'ERR …' refused). Per entry:
 -- KEYS: inbox, ready, depth, dedup, quota, waits, waits due, answers, notified
 -- ARGV: openid, eid, kind, data, at, dedupTtlS ('' = no dedup), window ('', open, close), quotaTtlS, budget,
 --       answers ('' = none, 'one' = the message ARGV[11], 'all' = every awaited message), answered eid,
 --       ledger key prefix, ledger TTL s, '1' when the bridge answers the push itself (field own)
 -- An agent's reply ends the wait for the message it answers in the same step as it is queued, so
 -- the user's next message can never go to the agent before this reply is in the inbox.
-local cleared = 0
-local function answered(id)
-  redis.call('ZREM', KEYS[7], ARGV[1] .. '\\t' .. id)
-  local ledger = ARGV[12] .. id
-  redis.call('HSET', ledger, 'replied', ARGV[5])
-  redis.call('EXPIRE', ledger, ARGV[13])
-  cleared = cleared + 1
-end
-if ARGV[10] == 'one' then
-  if redis.call('HDEL', KEYS[6], ARGV[11]) == 1 then answered(ARGV[11]) end
-elseif ARGV[10] == 'all' then
-  for _, id in ipairs(redis.call('HKEYS', KEYS[6])) do answered(id) end
-  redis.call('DEL', KEYS[6])
-end
-if ARGV[6] ~= '' then
-  if not redis.call('SET', KEYS[4], ARGV[2], 'NX', 'EX', ARGV[6]) then
+local function enqueue(kb, ab)
+  local function K(i) return KEYS[kb + i] end
+  local function A(i) return ARGV[ab + i] end
+  local cleared = 0
+  local function answered(id)
+    redis.call('ZREM', K(7), A(1) .. '\\t' .. id)
+    local ledger = A(12) .. id
+    redis.call('HSET', ledger, 'replied', A(5))
+    redis.call('EXPIRE', ledger, A(13))
+    cleared = cleared + 1
+  end
+  if A(10) == 'one' then
+    if redis.call('HDEL', K(6), A(11)) == 1 then answered(A(11)) end
+  elseif A(10) == 'all' then
+    for _, id in ipairs(redis.call('HKEYS', K(6))) do answered(id) end
+    redis.call('DEL', K(6))
+  end
+  if A(6) ~= '' and redis.call('EXISTS', K(4)) == 1 then
     -- A repeated reply: nothing to queue, but the user's messages held back by the wait it ended go on.
-    if cleared > 0 and redis.call('XLEN', KEYS[1]) > 0 then notify(KEYS[2], KEYS[9], ARGV[1]) end
+    if cleared > 0 and redis.call('XLEN', K(1)) > 0 then notify(K(2), K(9), A(1)) end
     return 0
   end
+  local was_len = redis.call('XLEN', K(1))
+  if A(14) == '1' then
+    redis.call('XADD', K(1), '*', 'eid', A(2), 'kind', A(3), 'data', A(4), 'at', A(5), 'own', '1')
+  else
+    redis.call('XADD', K(1), '*', 'eid', A(2), 'kind', A(3), 'data', A(4), 'at', A(5))
+  end
+  -- The dedup key only once the entry is in: an entry that failed before is not a duplicate later.
+  if A(6) ~= '' then redis.call('SET', K(4), A(2), 'EX', A(6)) end
+  count_added(K(1), K(8), A(3), was_len)
+  notify(K(2), K(9), A(1))
+  redis.call('INCR', K(3))
+  if A(7) == 'open' then
+    redis.call('SET', K(5), 0, 'EX', A(8))
+  elseif A(7) == 'close' then
+    redis.call('SET', K(5), A(9), 'EX', A(8))
+  end
+  return 1
 end
-local was_len = redis.call('XLEN', KEYS[1])
-if ARGV[14] == '1' then
-  redis.call('XADD', KEYS[1], '*', 'eid', ARGV[2], 'kind', ARGV[3], 'data', ARGV[4], 'at', ARGV[5], 'own', '1')
-else
-  redis.call('XADD', KEYS[1], '*', 'eid', ARGV[2], 'kind', ARGV[3], 'data', ARGV[4], 'at', ARGV[5])
+-- One entry's error (a key of the wrong type) fails that entry alone: {err} in its place.
+local out = {}
+for n = 0, #ARGV / 14 - 1 do
+  local ok, res = pcall(enqueue, n * 9, n * 14)
+  if ok then
+    out[n + 1] = res
+  else
+    out[n + 1] = 'ERR ' .. (type(res) == 'table' and tostring(res.err) or tostring(res))
+  end
 end
-count_added(KEYS[1], KEYS[8], ARGV[3], was_len)
-notify(KEYS[2], KEYS[9], ARGV[1])
-redis.call('INCR', KEYS[3])
-if ARGV[7] == 'open' then
-  redis.call('SET', KEYS[5], 0, 'EX', ARGV[8])
-elseif ARGV[7] == 'close' then
-  redis.call('SET', KEYS[5], ARGV[9], 'EX', ARGV[8])
-end
-return 1
+return out
 `);
 
 const COMPLETE = new LuaScript(`${ANSWER_COUNT}
@@ -295,9 +315,19 @@ export interface QueueOptions {
 
 const QUOTA_TTL_S = 48 * 3600;
 
+/** An enqueue waiting for the batch it belongs to. */
+interface PendingEnqueue {
+  keys: string[];
+  args: (string | number)[];
+  resolve(queued: boolean): void;
+  reject(err: unknown): void;
+}
+
 export class RedisQueue {
   readonly dedupTtlS: number;
   readonly budget: number;
+  #batch: PendingEnqueue[] = [];
+  #flushScheduled = false;
 
   constructor(
     private readonly redis: Redis,
@@ -322,43 +352,79 @@ export class RedisQueue {
    * `answers` (agent replies): ends the waits of the messages the reply answers in the same step
    * (also for a repeated reply) and marks them `replied` in their ledgers.
    */
-  async enqueue(
+  enqueue(
     openid: string,
     entry: NewEntry,
     opts: { dedupKey?: string; window?: WindowChange; answers?: Answers } = {},
   ): Promise<boolean> {
     const answers = opts.answers;
-    const res = await ENQUEUE.run(
+    const keyList = [
+      keys.inbox(openid),
+      keys.ready(),
+      keys.depth(),
+      keys.dedup(opts.dedupKey ?? ''),
+      keys.quota(openid),
+      keys.waits(openid),
+      keys.waitsDue(),
+      keys.answers(openid),
+      keys.notified(openid),
+    ];
+    const args = [
+      openid,
+      entry.eid,
+      entry.kind,
+      entry.data,
+      entry.at,
+      opts.dedupKey ? this.dedupTtlS : '',
+      opts.window ?? '',
+      QUOTA_TTL_S,
+      this.budget,
+      answers === undefined ? '' : 'messageId' in answers ? 'one' : 'all',
+      answers && 'messageId' in answers ? answers.messageId : '',
+      keys.ledger(''),
+      LEDGER_TTL_S,
+      entry.answeredByBridge ? '1' : '',
+    ];
+    return new Promise((resolve, reject) => {
+      this.#batch.push({ keys: keyList, args, resolve, reject });
+      if (this.#batch.length >= ENQUEUE_BATCH_MAX) {
+        this.#flush();
+      } else if (!this.#flushScheduled) {
+        this.#flushScheduled = true;
+        setImmediate(() => this.#flush());
+      }
+    });
+  }
+
+  /**
+   * Sends the enqueues of this event-loop turn (the pushes of every request read in it) as one
+   * script call: one command for Redis to parse and run instead of one each. Each entry is queued
+   * exactly as alone, in call order, and fails alone (the script catches an entry's error). If the
+   * call itself fails (connection lost, Redis out of memory), every enqueue of the batch fails:
+   * their pushes get 503 and WeChat retries them.
+   */
+  #flush(): void {
+    this.#flushScheduled = false;
+    const batch = this.#batch;
+    if (batch.length === 0) return;
+    this.#batch = [];
+    ENQUEUE.runNow(
       this.redis,
-      [
-        keys.inbox(openid),
-        keys.ready(),
-        keys.depth(),
-        keys.dedup(opts.dedupKey ?? ''),
-        keys.quota(openid),
-        keys.waits(openid),
-        keys.waitsDue(),
-        keys.answers(openid),
-        keys.notified(openid),
-      ],
-      [
-        openid,
-        entry.eid,
-        entry.kind,
-        entry.data,
-        entry.at,
-        opts.dedupKey ? this.dedupTtlS : '',
-        opts.window ?? '',
-        QUOTA_TTL_S,
-        this.budget,
-        answers === undefined ? '' : 'messageId' in answers ? 'one' : 'all',
-        answers && 'messageId' in answers ? answers.messageId : '',
-        keys.ledger(''),
-        LEDGER_TTL_S,
-        entry.answeredByBridge ? '1' : '',
-      ],
+      batch.flatMap((b) => b.keys),
+      batch.flatMap((b) => b.args),
+    ).then(
+      (res) => {
+        const results = res as unknown[];
+        batch.forEach((b, i) => {
+          const r = results[i];
+          if (typeof r === 'string') b.reject(new Error(`Redis refused the entry: ${r.slice(4)}`));
+          else b.resolve(r === 1);
+        });
+      },
+      (err: unknown) => {
+        for (const b of batch) b.reject(err);
+      },
     );
-    return res === 1;
   }
 
   /** The oldest entry of the user's inbox. */

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { deferredChild, type Logger } from '@moltage/core';
 import type { Redis } from 'ioredis';
 import type { Metrics } from '../metrics.js';
@@ -100,6 +101,9 @@ export class QueueWorker {
     this.#metrics = deps.metrics;
     this.#pressure = deps.pressure;
     this.#opts = { maxAttempts: 5, retryBaseMs: 1000, blockMs: 1000, ...deps.options };
+    // Every drain in flight listens on the shutdown signal (its HTTP calls, its backoff, its wait
+    // for acks): up to a few each, `concurrency` drains at once. Node warns at 10 by default.
+    setMaxListeners(Math.max(10, 4 * this.#opts.concurrency), this.#abort.signal);
   }
 
   get consumer(): string {

@@ -142,12 +142,13 @@ async function finish(
 }
 
 describe('whole stack (real orchestrator, QEMU VMs, test agent) under faults with a stream of users', () => {
-  // First a restart as `systemctl restart` / `docker restart` do it: SIGTERM, with the deploy's
-  // `appendfsync everysec` — Redis writes and fsyncs its AOF before it exits, so nothing it
-  // acknowledged is lost — and it comes back with `appendfsync always`. Then a crash: SIGKILL,
-  // where only what Redis had written survives. With `everysec` Redis may acknowledge writes it
-  // has not written yet while a background fsync is slow (up to ~2 s; Redis's documented
-  // trade-off), so the crash runs under `always`, the bridge README's other recommended setting.
+  // First a restart as `systemctl restart` / `docker restart` do it: SIGTERM, here with
+  // `appendfsync everysec` (an operator's Redis may still run with it) — Redis writes and fsyncs
+  // its AOF before it exits, so nothing it acknowledged is lost — and it comes back with
+  // `appendfsync always`, what deploy/ and `moltage up` use. Then a crash: SIGKILL, where only
+  // what Redis had written survives. With `everysec` Redis may acknowledge writes it has not
+  // written yet while a background fsync is slow (up to ~2 s; Redis's documented trade-off), so
+  // the crash runs under `always`.
   it('Redis restarted (SIGTERM) and crashed (SIGKILL) mid-stream with AOF on: services reconnect, nothing lost, a send the crash interrupted repeated at most once', async () => {
     stack = await startStack({ appendfsync: 'everysec' });
     const s = stack;

@@ -1,11 +1,17 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 
+type Send = (cmd: 'evalsha' | 'eval', script: string) => Promise<unknown>;
+
 /** A Lua script run with EVALSHA, loaded on demand (NOSCRIPT) — one round trip in the common case. */
 export class LuaScript {
   readonly sha: string;
   constructor(readonly source: string) {
     this.sha = createHash('sha1').update(source).digest('hex');
+  }
+
+  async run(redis: Redis, keys: string[], args: (string | number)[]): Promise<unknown> {
+    return this.#evaluate((cmd, script) => redis[cmd](script, keys.length, ...keys, ...args));
   }
 
   /**
@@ -14,8 +20,7 @@ export class LuaScript {
    * their calls themselves.
    */
   async runNow(redis: Redis, keys: string[], args: (string | number)[]): Promise<unknown> {
-    const once = async (cmd: 'evalsha' | 'eval') => {
-      const script = cmd === 'evalsha' ? this.sha : this.source;
+    return this.#evaluate(async (cmd, script) => {
       const res = await redis
         .pipeline()
         [cmd](script, keys.length, ...keys, ...args)
@@ -23,22 +28,15 @@ export class LuaScript {
       const [err, value] = res?.[0] ?? [new Error('empty pipeline reply'), null];
       if (err) throw err;
       return value;
-    };
-    try {
-      return await once('evalsha');
-    } catch (err) {
-      if (err instanceof Error && err.message.startsWith('NOSCRIPT')) return once('eval');
-      throw err;
-    }
+    });
   }
 
-  async run(redis: Redis, keys: string[], args: (string | number)[]): Promise<unknown> {
+  /** EVALSHA; the whole script (EVAL, which also loads it) when Redis does not know it yet. */
+  async #evaluate(send: Send): Promise<unknown> {
     try {
-      return await redis.evalsha(this.sha, keys.length, ...keys, ...args);
+      return await send('evalsha', this.sha);
     } catch (err) {
-      if (err instanceof Error && err.message.startsWith('NOSCRIPT')) {
-        return redis.eval(this.source, keys.length, ...keys, ...args);
-      }
+      if (err instanceof Error && err.message.startsWith('NOSCRIPT')) return send('eval', this.source);
       throw err;
     }
   }

@@ -167,7 +167,7 @@ end
 `;
 
 /** Entries one ENQUEUE call takes at most (a batch is what one event-loop turn received). */
-export const ENQUEUE_BATCH_MAX = 64;
+const ENQUEUE_BATCH_MAX = 64;
 
 const ENQUEUE = new LuaScript(`${ANSWER_COUNT}${NOTIFY}
 -- A batch of entries, each with 9 KEYS and 14 ARGV, queued one after the other; returns one

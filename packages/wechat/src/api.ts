@@ -362,14 +362,10 @@ export class WeChatApiClient {
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
 
+/** undici's request() (no AbortSignal is passed) reports its timeouts by these codes only. */
 function isTimeout(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  const code = (err as { code?: unknown }).code;
-  return (
-    err.name === 'TimeoutError' ||
-    err.name === 'AbortError' ||
-    (typeof code === 'string' && TIMEOUT_CODES.has(code))
-  );
+  const code = err instanceof Error ? (err as { code?: unknown }).code : undefined;
+  return typeof code === 'string' && TIMEOUT_CODES.has(code);
 }
 
 /** "fetch failed" alone says nothing; include the underlying cause's code/message. */

@@ -4,6 +4,7 @@ import { type RedisServer, startRedis, waitFor } from '@moltage/testkit';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningOrchestrator, runOrchestrator } from './orchestrator.js';
 import {
+  callApi,
   type Sandbox,
   sandbox,
   tinyAgentImage,
@@ -93,12 +94,11 @@ describe('tiny-agent image (busybox test agent, real QEMU VM)', () => {
         VM_READY_TIMEOUT_MS: '90000',
       }),
     });
-    const res = await fetch(`${orch.url}/api/v1/vms`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ user_id: 'ota', callback_url: callbacks.url, callback_token: CALLBACK_TOKEN }),
-    });
-    const vm = (await res.json()) as { state: string; agent_url: string; agent_token: string };
+    const { body: vm } = (await callApi(orch.url, TOKEN, 'POST', '/api/v1/vms', {
+      user_id: 'ota',
+      callback_url: callbacks.url,
+      callback_token: CALLBACK_TOKEN,
+    })) as { body: { state: string; agent_url: string; agent_token: string } };
     // Running means sshd and the agent answered (readiness covers the agent port for this image).
     expect(vm.state).toBe('running');
     expect(vm.agent_url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/webhook$/);
@@ -171,10 +171,7 @@ describe('tiny-agent image (busybox test agent, real QEMU VM)', () => {
     await new Promise((r) => setTimeout(r, 1500));
     expect(callbacks.calls).toHaveLength(3);
 
-    await fetch(`${orch.url}/api/v1/vms/ota`, {
-      method: 'DELETE',
-      headers: { authorization: `Bearer ${TOKEN}` },
-    });
+    await callApi(orch.url, TOKEN, 'DELETE', '/api/v1/vms/ota');
     expect(await vmProcesses(box.socketDir)).toEqual([]);
   }, 180_000);
 });
